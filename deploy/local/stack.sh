@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Starts, checks and stops the whole image-interpreter stack on loopback: nats-server with
+# JetStream, every model service that has what it needs, and the gateway.
+#
+#   deploy/local/stack.sh start    start everything, wait until all are healthy
+#   deploy/local/stack.sh stop     stop everything (SIGTERM, drain, then SIGKILL after 15 s)
+#   deploy/local/stack.sh status   show what runs and where
+#
+# Environment (defaults in brackets):
+#   IMGINTERP_BUILD_DIR     build tree with the binaries [<repo>/build]
+#   IMGINTERP_STATE_DIR     pids, logs and NATS data [<repo>/.run/local]
+#   IMGINTERP_MODEL_STORE   model store with <family>/<model>/<version>/ [~/.cache/image-interpreter/models]
+#   IMGINTERP_BASE_PORT     first port; gateway = base, services = base+1.., metrics = base+100.. [18000]
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+build=${IMGINTERP_BUILD_DIR:-$repo/build}
+state=${IMGINTERP_STATE_DIR:-$repo/.run/local}
+store=${IMGINTERP_MODEL_STORE:-${XDG_CACHE_HOME:-$HOME/.cache}/image-interpreter/models}
+base=${IMGINTERP_BASE_PORT:-18000}
+
+nats_port=$((base + 22))
+nats_monitor_port=$((base + 23))
+gateway_port=$base
+gateway_metrics=$((base + 100))
+cli="$build/gateway/imginterp"
+
+# family grpc-port metrics-port extra-flags...
+services() {
+  echo "edges $((base + 1)) $((base + 101))"
+  if [ -d "$store/classify" ] && [ -n "$(ls -A "$store/classify" 2>/dev/null)" ]; then
+    echo "classify $((base + 2)) $((base + 102)) --model_repository=$store/classify"
+  fi
+}
+
+log() { echo "stack: $*" >&2; }
+
+start_process() {  # name command...
+  local name=$1; shift
+  if [ -f "$state/$name.pid" ] && kill -0 "$(cat "$state/$name.pid")" 2>/dev/null; then
+    log "$name already running (pid $(cat "$state/$name.pid"))"
+    return
+  fi
+  # One BLAS thread per process: OpenMP (LibTorch) and OpenBLAS pools fight over few cores.
+  OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} \
+    setsid "$@" >"$state/$name.log" 2>&1 < /dev/null &
+  echo $! >"$state/$name.pid"
+  log "$name started (pid $!, log $state/$name.log)"
+}
+
+wait_healthy() {  # name address
+  if ! "$cli" health "$2" --wait_seconds=120 >/dev/null 2>&1; then
+    log "$1 did not become healthy at $2; last log lines:"
+    tail -n 20 "$state/$1.log" >&2 || true
+    return 1
+  fi
+  log "$1 healthy at $2"
+}
+
+start() {
+  for bin in "$cli" "$build/gateway/imginterp-gateway" "$build/services/edges/imginterp-edges"; do
+    [ -x "$bin" ] || { log "missing $bin: build first (cmake --build $build)"; exit 1; }
+  done
+  mkdir -p "$state/nats"
+  sed -e "s#@NATS_PORT@#$nats_port#" -e "s#@NATS_MONITOR_PORT@#$nats_monitor_port#" \
+      -e "s#@STATE_DIR@#$state#" "$repo/deploy/local/nats-server.conf.in" >"$state/nats-server.conf"
+  local nats_bin
+  nats_bin=$(command -v nats-server || echo /usr/sbin/nats-server)
+  start_process nats "$nats_bin" -c "$state/nats-server.conf"
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break
+    sleep 0.1
+  done
+  local nats_url="nats://127.0.0.1:$nats_port"
+  while read -r family port metrics extra; do
+    # shellcheck disable=SC2086
+    start_process "$family" "$build/services/$family/imginterp-$family" \
+      --bind_host=127.0.0.1 --grpc_port="$port" --metrics_port="$metrics" \
+      --nats_url="$nats_url" $extra
+  done < <(services)
+  start_process gateway "$build/gateway/imginterp-gateway" --grpc_port="$gateway_port" \
+    --metrics_port="$gateway_metrics" --nats_url="$nats_url"
+  while read -r family port _; do
+    wait_healthy "$family" "127.0.0.1:$port"
+  done < <(services)
+  wait_healthy gateway "127.0.0.1:$gateway_port"
+  echo "gateway=127.0.0.1:$gateway_port" >"$state/endpoints"
+  log "all healthy; gateway at 127.0.0.1:$gateway_port, NATS at $nats_url"
+}
+
+stop() {
+  local names=(gateway)
+  while read -r family _; do names+=("$family"); done < <(services)
+  names+=(classify nats)
+  for name in "${names[@]}"; do
+    [ -f "$state/$name.pid" ] || continue
+    local pid
+    pid=$(cat "$state/$name.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      if kill -0 "$pid" 2>/dev/null; then
+        log "$name did not stop in 15 s; killing"
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
+      log "$name stopped"
+    fi
+    rm -f "$state/$name.pid"
+  done
+}
+
+status() {
+  for f in "$state"/*.pid; do
+    [ -e "$f" ] || { echo "nothing running"; return; }
+    local name pid
+    name=$(basename "$f" .pid)
+    pid=$(cat "$f")
+    if kill -0 "$pid" 2>/dev/null; then echo "$name: running (pid $pid)"; else echo "$name: dead"; fi
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) sed -n '2,16p' "$0"; exit 2 ;;
+esac

@@ -1,0 +1,240 @@
+#include "gateway/job_logic.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace imginterp::gateway {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
+
+const absl::Time kNow = absl::FromUnixSeconds(1700000000);
+
+v1::StageRecord* AddStage(v1::JobRecord* record, const std::string& name, v1::StageState state,
+                          std::vector<std::string> depends_on = {}) {
+  v1::StageRecord* stage = record->add_stages();
+  stage->set_name(name);
+  stage->set_family("edges");
+  stage->set_state(state);
+  for (const std::string& dependency : depends_on) stage->add_depends_on(dependency);
+  return stage;
+}
+
+// a -> b, a -> c, (b, c) -> d
+v1::JobRecord Diamond(v1::StageState a, v1::StageState b, v1::StageState c, v1::StageState d) {
+  v1::JobRecord record;
+  record.set_job_id("job1");
+  record.set_state(v1::JOB_STATE_QUEUED);
+  AddStage(&record, "a", a);
+  AddStage(&record, "b", b, {"a"});
+  AddStage(&record, "c", c, {"a"});
+  AddStage(&record, "d", d, {"b", "c"});
+  return record;
+}
+
+const v1::StageRecord& StageOf(const v1::JobRecord& record, const std::string& name) {
+  for (const v1::StageRecord& stage : record.stages()) {
+    if (stage.name() == name) return stage;
+  }
+  ADD_FAILURE() << "no stage " << name;
+  return record.stages(0);
+}
+
+TEST(ComputeAdvanceTest, NewJobQueuesOnlyTheStagesWithoutDependencies) {
+  const v1::JobRecord record = Diamond(v1::STAGE_STATE_PENDING, v1::STAGE_STATE_PENDING,
+                                       v1::STAGE_STATE_PENDING, v1::STAGE_STATE_PENDING);
+  const AdvancePlan plan = ComputeAdvance(record);
+  EXPECT_THAT(plan.stages_to_queue, ElementsAre("a"));
+  EXPECT_EQ(plan.job_state, v1::JOB_STATE_QUEUED);
+  EXPECT_TRUE(plan.changed);
+}
+
+TEST(ComputeAdvanceTest, ParallelStagesAreQueuedTogetherWhenTheirDependencySucceeds) {
+  v1::JobRecord record = Diamond(v1::STAGE_STATE_SUCCEEDED, v1::STAGE_STATE_PENDING,
+                                 v1::STAGE_STATE_PENDING, v1::STAGE_STATE_PENDING);
+  const AdvancePlan plan = ComputeAdvance(record);
+  EXPECT_THAT(plan.stages_to_queue, UnorderedElementsAre("b", "c"));
+  EXPECT_EQ(plan.job_state, v1::JOB_STATE_RUNNING);
+}
+
+TEST(ComputeAdvanceTest, AStageWaitsForAllOfItsDependencies) {
+  const v1::JobRecord record = Diamond(v1::STAGE_STATE_SUCCEEDED, v1::STAGE_STATE_SUCCEEDED,
+                                       v1::STAGE_STATE_RUNNING, v1::STAGE_STATE_PENDING);
+  EXPECT_THAT(ComputeAdvance(record).stages_to_queue, IsEmpty());
+}
+
+TEST(ComputeAdvanceTest, QueuedStagesAreNotQueuedAgain) {
+  v1::JobRecord record = Diamond(v1::STAGE_STATE_QUEUED, v1::STAGE_STATE_PENDING,
+                                 v1::STAGE_STATE_PENDING, v1::STAGE_STATE_PENDING);
+  const AdvancePlan plan = ComputeAdvance(record);
+  EXPECT_THAT(plan.stages_to_queue, IsEmpty());
+  EXPECT_FALSE(plan.changed);
+}
+
+TEST(ComputeAdvanceTest, JobIsRunningOnceAStageRuns) {
+  v1::JobRecord record = Diamond(v1::STAGE_STATE_RUNNING, v1::STAGE_STATE_PENDING,
+                                 v1::STAGE_STATE_PENDING, v1::STAGE_STATE_PENDING);
+  const AdvancePlan plan = ComputeAdvance(record);
+  EXPECT_EQ(plan.job_state, v1::JOB_STATE_RUNNING);
+  EXPECT_TRUE(plan.changed);
+  record.set_state(v1::JOB_STATE_RUNNING);
+  EXPECT_FALSE(ComputeAdvance(record).changed);
+}
+
+TEST(ComputeAdvanceTest, AllStagesSucceededMakesTheJobSucceed) {
+  const v1::JobRecord record = Diamond(v1::STAGE_STATE_SUCCEEDED, v1::STAGE_STATE_SUCCEEDED,
+                                       v1::STAGE_STATE_SUCCEEDED, v1::STAGE_STATE_SUCCEEDED);
+  const AdvancePlan plan = ComputeAdvance(record);
+  EXPECT_EQ(plan.job_state, v1::JOB_STATE_SUCCEEDED);
+  EXPECT_FALSE(plan.error.has_value());
+}
+
+TEST(ComputeAdvanceTest, AFailedStageFailsTheJobNamingStageFamilyAndCause) {
+  v1::JobRecord record = Diamond(v1::STAGE_STATE_SUCCEEDED, v1::STAGE_STATE_FAILED,
+                                 v1::STAGE_STATE_RUNNING, v1::STAGE_STATE_PENDING);
+  record.mutable_stages(1)->mutable_error()->set_code("INVALID_ARGUMENT");
+  record.mutable_stages(1)->mutable_error()->set_message("image is not decodable");
+  const AdvancePlan plan = ComputeAdvance(record);
+  EXPECT_EQ(plan.job_state, v1::JOB_STATE_FAILED);
+  ASSERT_TRUE(plan.error.has_value());
+  EXPECT_EQ(plan.error->code(), "INVALID_ARGUMENT");
+  EXPECT_EQ(plan.error->message(), "stage 'b' (edges) failed: image is not decodable");
+  EXPECT_THAT(plan.stages_to_cancel, UnorderedElementsAre("c", "d"));
+  EXPECT_THAT(plan.stages_to_queue, IsEmpty());
+}
+
+TEST(ComputeAdvanceTest, CancelRequestedCancelsWaitingStagesAndLeavesRunningOnesToWorkers) {
+  v1::JobRecord record = Diamond(v1::STAGE_STATE_SUCCEEDED, v1::STAGE_STATE_RUNNING,
+                                 v1::STAGE_STATE_QUEUED, v1::STAGE_STATE_PENDING);
+  record.set_cancel_requested(true);
+  const AdvancePlan plan = ComputeAdvance(record);
+  EXPECT_EQ(plan.job_state, v1::JOB_STATE_CANCELLED);
+  EXPECT_THAT(plan.stages_to_cancel, UnorderedElementsAre("c", "d"));
+}
+
+TEST(ComputeAdvanceTest, TerminalJobsAreLeftAlone) {
+  v1::JobRecord record = Diamond(v1::STAGE_STATE_FAILED, v1::STAGE_STATE_PENDING,
+                                 v1::STAGE_STATE_PENDING, v1::STAGE_STATE_PENDING);
+  record.set_state(v1::JOB_STATE_CANCELLED);
+  record.set_cancel_requested(true);
+  const AdvancePlan plan = ComputeAdvance(record);
+  EXPECT_FALSE(plan.changed);
+  EXPECT_EQ(plan.job_state, v1::JOB_STATE_CANCELLED);
+}
+
+TEST(ApplyAdvanceTest, QueuesStagesWithTheirQueueTimeAndFinishesTheJob) {
+  v1::JobRecord record = Diamond(v1::STAGE_STATE_SUCCEEDED, v1::STAGE_STATE_PENDING,
+                                 v1::STAGE_STATE_PENDING, v1::STAGE_STATE_PENDING);
+  ASSERT_TRUE(ApplyAdvance(ComputeAdvance(record), kNow, &record));
+  EXPECT_EQ(StageOf(record, "b").state(), v1::STAGE_STATE_QUEUED);
+  EXPECT_EQ(FromTimestamp(StageOf(record, "b").queued_at()), kNow);
+  EXPECT_EQ(StageOf(record, "d").state(), v1::STAGE_STATE_PENDING);
+  EXPECT_EQ(record.state(), v1::JOB_STATE_RUNNING);
+
+  record.mutable_stages(1)->set_state(v1::STAGE_STATE_FAILED);
+  ASSERT_TRUE(ApplyAdvance(ComputeAdvance(record), kNow + absl::Seconds(2), &record));
+  EXPECT_EQ(record.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(StageOf(record, "c").state(), v1::STAGE_STATE_CANCELLED);
+  EXPECT_EQ(StageOf(record, "d").state(), v1::STAGE_STATE_CANCELLED);
+  EXPECT_EQ(FromTimestamp(record.finished_at()), kNow + absl::Seconds(2));
+  EXPECT_THAT(record.error().message(), HasSubstr("stage 'b' (edges) failed"));
+}
+
+TEST(ApplyAdvanceTest, UnchangedPlanLeavesTheRecordUntouched) {
+  v1::JobRecord record = Diamond(v1::STAGE_STATE_QUEUED, v1::STAGE_STATE_PENDING,
+                                 v1::STAGE_STATE_PENDING, v1::STAGE_STATE_PENDING);
+  const std::string before = record.SerializeAsString();
+  EXPECT_FALSE(ApplyAdvance(ComputeAdvance(record), kNow, &record));
+  EXPECT_EQ(record.SerializeAsString(), before);
+}
+
+TEST(StartTimeoutTest, FailsOnlyStagesQueuedLongerThanTheirTimeout) {
+  v1::JobRecord record;
+  record.set_state(v1::JOB_STATE_QUEUED);
+  ToTimestamp(kNow - absl::Seconds(31),
+              AddStage(&record, "old", v1::STAGE_STATE_QUEUED)->mutable_queued_at());
+  ToTimestamp(kNow - absl::Seconds(5),
+              AddStage(&record, "fresh", v1::STAGE_STATE_QUEUED)->mutable_queued_at());
+  ToTimestamp(kNow - absl::Seconds(60),
+              AddStage(&record, "started", v1::STAGE_STATE_RUNNING)->mutable_queued_at());
+  ToTimestamp(kNow - absl::Seconds(3),
+              AddStage(&record, "short", v1::STAGE_STATE_QUEUED)->mutable_queued_at());
+  StartTimeouts timeouts;
+  timeouts.default_timeout = absl::Seconds(30);
+  timeouts.per_stage["short"] = absl::Seconds(1);
+
+  EXPECT_THAT(FindUnstartedStages(record, kNow, timeouts), UnorderedElementsAre("old", "short"));
+  ASSERT_TRUE(FailUnstartedStages(kNow, timeouts, &record));
+  const v1::StageRecord& old = StageOf(record, "old");
+  EXPECT_EQ(old.state(), v1::STAGE_STATE_FAILED);
+  EXPECT_EQ(old.error().code(), "UNAVAILABLE");
+  EXPECT_EQ(old.error().message(),
+            "no worker of family 'edges' started stage 'old' within 30 s: is the "
+            "imginterp-edges service running and connected to NATS?");
+  EXPECT_THAT(StageOf(record, "short").error().message(), HasSubstr("within 1 s"));
+  EXPECT_EQ(StageOf(record, "fresh").state(), v1::STAGE_STATE_QUEUED);
+  EXPECT_EQ(StageOf(record, "started").state(), v1::STAGE_STATE_RUNNING);
+  EXPECT_FALSE(FailUnstartedStages(kNow, timeouts, &record));
+
+  const AdvancePlan plan = ComputeAdvance(record);
+  EXPECT_EQ(plan.job_state, v1::JOB_STATE_FAILED);
+  EXPECT_THAT(plan.error->message(), HasSubstr("stage 'old' (edges) failed: no worker"));
+}
+
+TEST(StartTimeoutTest, TerminalJobsHaveNoUnstartedStages) {
+  v1::JobRecord record;
+  record.set_state(v1::JOB_STATE_CANCELLED);
+  ToTimestamp(kNow - absl::Hours(1),
+              AddStage(&record, "a", v1::STAGE_STATE_QUEUED)->mutable_queued_at());
+  EXPECT_THAT(FindUnstartedStages(record, kNow, StartTimeouts{}), IsEmpty());
+}
+
+TEST(JobProgressTest, IsTheMeanOfStageProgressWithSucceededStagesCountingOne) {
+  v1::JobRecord record;
+  AddStage(&record, "a", v1::STAGE_STATE_SUCCEEDED)->set_progress(0.2f);
+  AddStage(&record, "b", v1::STAGE_STATE_RUNNING)->set_progress(0.5f);
+  AddStage(&record, "c", v1::STAGE_STATE_PENDING);
+  AddStage(&record, "d", v1::STAGE_STATE_RUNNING)->set_progress(0.5f);
+  EXPECT_FLOAT_EQ(JobProgress(record), 0.5f);
+}
+
+TEST(JobProgressTest, IsZeroWithoutStagesAndClampsStageValues) {
+  v1::JobRecord record;
+  EXPECT_FLOAT_EQ(JobProgress(record), 0.0f);
+  AddStage(&record, "a", v1::STAGE_STATE_RUNNING)->set_progress(7.0f);
+  EXPECT_FLOAT_EQ(JobProgress(record), 1.0f);
+}
+
+TEST(WithoutPayloadsTest, DropsInlineBytesButKeepsTheReference) {
+  v1::JobRecord record;
+  record.mutable_input_image()->set_name("input");
+  record.mutable_input_image()->set_size(3);
+  record.mutable_input_image()->set_inline_data("abc");
+  AddStage(&record, "a", v1::STAGE_STATE_PENDING);
+  const v1::JobRecord stripped = WithoutPayloads(record);
+  EXPECT_EQ(stripped.input_image().name(), "input");
+  EXPECT_EQ(stripped.input_image().size(), 3);
+  EXPECT_TRUE(stripped.input_image().inline_data().empty());
+  EXPECT_FALSE(stripped.stages(0).has_result());
+}
+
+TEST(TimestampTest, RoundTripsAndTreatsUnsetAsUnknown) {
+  google::protobuf::Timestamp timestamp;
+  EXPECT_EQ(FromTimestamp(timestamp), absl::InfinitePast());
+  const absl::Time time = kNow + absl::Milliseconds(1500);
+  ToTimestamp(time, &timestamp);
+  EXPECT_EQ(FromTimestamp(timestamp), time);
+  google::protobuf::Timestamp later;
+  ToTimestamp(time + absl::Seconds(2), &later);
+  EXPECT_DOUBLE_EQ(SecondsBetween(timestamp, later), 2.0);
+  EXPECT_DOUBLE_EQ(SecondsBetween(google::protobuf::Timestamp(), later), 0.0);
+}
+
+}  // namespace
+}  // namespace imginterp::gateway
