@@ -13,7 +13,11 @@ fi
 mkdir -p "$samples"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-(cd "$tmp" && apt-get download darknet >/dev/null 2>&1) || {
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# apt-get download needs current package lists; refresh them once if it fails.
+(cd "$tmp" && apt-get download darknet >/dev/null 2>&1) ||
+  { $SUDO apt-get update -qq >/dev/null 2>&1; (cd "$tmp" && apt-get download darknet >/dev/null 2>&1); } || {
   echo "fetch-samples: 'apt-get download darknet' failed; run 'apt-get update' or copy" \
        "person.jpg and dog.jpg into $samples" >&2
   exit 1

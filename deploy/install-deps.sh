@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config ccache git ca-certificates curl
+  build-essential cmake ninja-build pkg-config ccache git ca-certificates curl clang-format
   libtorch-dev libopenblas0-pthread libssl-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libnats-dev nats-server

@@ -1,10 +1,14 @@
 // Model services on their own (typed API, KServe v2, metrics), as real processes.
+#include <atomic>
+#include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <opencv2/core.hpp>
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "imginterp/v1/classify.grpc.pb.h"
@@ -197,6 +201,68 @@ TEST_F(ClassifyServiceTest, KServeClientBuiltFromTheSpecGetsTheTypedTop1) {
   std::ifstream log(stack_.work_dir() + "/kserve.log");
   std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_EQ(*exit, 0) << text;
+}
+
+TEST(ClassifyReloadTest, SighupServesANewVersionWithoutDroppingRequests) {
+  namespace fs = std::filesystem;
+  Stack stack;
+  // A private repository holding version 1 of the test model.
+  const std::string source = TestModelsDir() + "/squeezenet";
+  const std::string repo = stack.work_dir() + "/repo";
+  fs::create_directories(repo + "/squeezenet/1");
+  for (const char* file : {"config.pbtxt", "labels.txt", "1/model.pt"}) {
+    fs::copy_file(source + "/" + file, repo + "/squeezenet/" + file);
+  }
+  auto classify = stack.StartService("classify", {"--nats_url=", "--model_repository=" + repo});
+  ASSERT_TRUE(classify.ok()) << classify.status();
+  auto stub = v1::ClassifyService::NewStub(Stack::Channel((*classify)->address()));
+  const std::string png = MakePng(96, 96, 4);
+
+  // Callers keep calling while the model is swapped under them.
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::string first_error;
+  std::thread caller([&] {
+    while (!stop.load()) {
+      grpc::ClientContext context;
+      v1::ClassifyRequest request;
+      request.mutable_image()->set_data(png);
+      v1::ClassifyResponse response;
+      grpc::Status status = stub->Classify(&context, request, &response);
+      if (status.ok()) {
+        ++ok;
+      } else if (failed++ == 0) {
+        first_error = status.error_message();
+      }
+    }
+  });
+  fs::create_directories(repo + "/squeezenet/2");
+  fs::copy_file(source + "/1/model.pt", repo + "/squeezenet/2/model.pt");
+  ASSERT_TRUE((*classify)->child->Signal(SIGHUP).ok());
+  int64_t serving = 0;
+  for (int i = 0; i < 600 && serving != 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    grpc::ClientContext context;
+    v1::ListModelsResponse models;
+    if (stub->ListModels(&context, v1::ListModelsRequest(), &models).ok() &&
+        models.models_size() == 1) {
+      serving = models.models(0).serving_version();
+    }
+  }
+  const int ok_before = ok.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  stop = true;
+  caller.join();
+  EXPECT_EQ(serving, 2);
+  EXPECT_EQ(failed.load(), 0) << first_error;
+  EXPECT_GT(ok.load(), ok_before) << "no request completed on the new version";
+  grpc::ClientContext context;
+  v1::ClassifyRequest request;
+  request.mutable_image()->set_data(png);
+  request.mutable_model()->set_version(2);
+  v1::ClassifyResponse response;
+  ASSERT_TRUE(stub->Classify(&context, request, &response).ok());
+  EXPECT_EQ(response.model().version(), 2);
 }
 
 }  // namespace

@@ -47,8 +47,8 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
   int port = -1;
   if (bind_address.empty() || colon == std::string::npos ||
       !absl::SimpleAtoi(bind_address.substr(colon + 1), &port) || port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metrics address '", bind_address, "' is not host:port, e.g. 0.0.0.0:9464"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics address '", bind_address, "' is not host:port, e.g. 0.0.0.0:9464"));
   }
   std::string host = bind_address.substr(0, colon);
   if (host.empty() || host == "*") host = "0.0.0.0";
@@ -69,9 +69,9 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 64) != 0) {
     const std::string reason = std::strerror(errno);
     close(fd);
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", bind_address, ": ", reason,
-        " (is another process using the port? pick another with --metrics_port)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", bind_address, ": ", reason,
+                     " (is another process using the port? pick another with --metrics_port)"));
   }
   socklen_t length = sizeof(addr);
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);

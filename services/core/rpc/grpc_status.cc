@@ -1,6 +1,7 @@
 #include "services/core/rpc/grpc_status.h"
 
 #include "absl/status/status.h"
+#include "google/rpc/status.pb.h"
 #include "imginterp/v1/common.pb.h"
 
 namespace imginterp::rpc {
@@ -12,7 +13,12 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   v1::ErrorDetail detail;
   detail.set_code(absl::StatusCodeToString(status.code()));
   detail.set_message(std::string(status.message()));
-  return grpc::Status(code, std::string(status.message()), detail.SerializeAsString());
+  // The rich error model clients expect in grpc-status-details-bin.
+  google::rpc::Status rich;
+  rich.set_code(static_cast<int>(status.code()));
+  rich.set_message(std::string(status.message()));
+  rich.add_details()->PackFrom(detail);
+  return grpc::Status(code, std::string(status.message()), rich.SerializeAsString());
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {

@@ -1,6 +1,7 @@
 // The one place where absl::Status becomes grpc::Status and back. The message is kept as is
-// (it is written for the user), and an imginterp.v1.ErrorDetail rides along in the status
-// details so clients in any language can read the code and message as data.
+// (it is written for the user), and a google.rpc.Status holding an imginterp.v1.ErrorDetail
+// rides along in the status details (grpc-status-details-bin), so clients in any language can
+// read the code and message as data.
 #pragma once
 
 #include "absl/status/status.h"

@@ -19,7 +19,13 @@
 namespace imginterp::service {
 namespace {
 
-using google::protobuf::util::TimeUtil;
+// Nanosecond wall time; protobuf 3.21's TimeUtil::GetCurrentTime() has whole seconds only.
+google::protobuf::Timestamp Now() {
+  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
 
 bool IsTerminal(v1::StageState state) {
   return state == v1::STAGE_STATE_SUCCEEDED || state == v1::STAGE_STATE_FAILED ||
@@ -156,7 +162,7 @@ void JobWorker::Begin(std::unique_ptr<jobbus::TaskDelivery> delivery) {
       skip = true;  // A duplicate delivery of a stage that already has its result.
       return false;
     }
-    const auto now = TimeUtil::GetCurrentTime();
+    const auto now = Now();
     if (record.cancel_requested() || IsTerminal(record.state())) {
       skip = true;
       stage->set_state(v1::STAGE_STATE_CANCELLED);
@@ -280,7 +286,7 @@ void JobWorker::Settle(Running& running, const absl::Status& status) {
   const v1::StageTask& task = delivery.task();
   common::ScopedTraceId trace(task.trace_id());
   const std::string& stage_name = task.stage();
-  const auto now = TimeUtil::GetCurrentTime();
+  const auto now = Now();
 
   if (status.ok()) {
     const std::string type_url =

@@ -203,9 +203,10 @@ grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext*
   submission.version = ref.version;
   submission.request = call->typed_request.get();
   submission.response = call->typed_response.get();
+  submission.deadline = SteadyDeadline(*context);
   submission.cancelled = [context] { return context->IsCancelled(); };
-  submission.done = [this, call, reactor, request, response](
-                        const absl::Status& status, int64_t version) {
+  submission.done = [this, call, reactor, request, response](const absl::Status& status,
+                                                             int64_t version) {
     absl::Status result = status;
     if (result.ok()) {
       response->set_model_name(GetModelRef(*call->typed_response).name);

@@ -19,8 +19,6 @@ std::string TraceIdOf(const grpc::CallbackServerContext& context) {
   return common::NewTraceId();
 }
 
-namespace {
-
 std::chrono::steady_clock::time_point SteadyDeadline(const grpc::CallbackServerContext& context) {
   const auto deadline = context.deadline();
   if (deadline >= std::chrono::system_clock::time_point::max() - std::chrono::hours(24 * 365)) {
@@ -28,8 +26,6 @@ std::chrono::steady_clock::time_point SteadyDeadline(const grpc::CallbackServerC
   }
   return std::chrono::steady_clock::now() + (deadline - std::chrono::system_clock::now());
 }
-
-}  // namespace
 
 grpc::ServerUnaryReactor* ServiceCore::Serve(grpc::CallbackServerContext* context,
                                              const google::protobuf::Message* request,

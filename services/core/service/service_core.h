@@ -5,6 +5,9 @@
 // Thread-safe.
 #pragma once
 
+#include <chrono>
+#include <string>
+
 #include "google/protobuf/message.h"
 #include "grpcpp/support/server_callback.h"
 #include "imginterp/v1/common.pb.h"
@@ -19,6 +22,8 @@ class ModelHost;
 
 // Trace id of a call: the client's "x-trace-id" metadata, or a new one.
 std::string TraceIdOf(const grpc::CallbackServerContext& context);
+// The call's deadline on the steady clock (time_point::max() when the client set none).
+std::chrono::steady_clock::time_point SteadyDeadline(const grpc::CallbackServerContext& context);
 
 class ServiceCore {
  public:
