@@ -18,10 +18,15 @@ import sys
 def load_stubs(path):
     if path:
         sys.path.insert(0, path)
-    from imginterp.v1 import gateway_pb2, gateway_pb2_grpc, bus_pb2  # noqa: E402
-    from google.protobuf import symbol_database  # noqa: E402
+    import importlib
+    import pkgutil
+    import imginterp.v1 as package
+    from google.protobuf import symbol_database
     # Import every family's messages so results (google.protobuf.Any) can be decoded.
-    from imginterp.v1 import edges_pb2, classify_pb2  # noqa: F401,E402
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name.endswith("_pb2"):
+            importlib.import_module("imginterp.v1." + module.name)
+    from imginterp.v1 import gateway_pb2, gateway_pb2_grpc, bus_pb2
     return gateway_pb2, gateway_pb2_grpc, bus_pb2, symbol_database.Default()
 
 
