@@ -362,21 +362,29 @@ void JobWorker::Settle(Running& running, const absl::Status& status) {
 }
 
 void JobWorker::HeartbeatLoop() {
-  const auto period =
-      std::chrono::milliseconds(std::max<int64_t>(200, options_.consumer.ack_wait_ms / 3));
+  using std::chrono::milliseconds;
+  // In-progress heartbeats and cancel checks every ack_wait/3; progress reaches the record
+  // within a second of being reported.
+  const milliseconds heartbeat(std::max<int64_t>(200, options_.consumer.ack_wait_ms / 3));
+  const milliseconds tick = std::min(heartbeat, milliseconds(1000));
+  auto last_heartbeat = std::chrono::steady_clock::now();
   while (true) {
     std::vector<std::shared_ptr<Running>> running;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, period, [&] { return completion_stop_; });
+      cv_.wait_for(lock, tick, [&] { return completion_stop_; });
       if (completion_stop_) return;
       for (auto& [id, r] : running_) running.push_back(r);
     }
+    const auto now = std::chrono::steady_clock::now();
+    const bool heartbeat_due = now - last_heartbeat >= heartbeat;
+    if (heartbeat_due) last_heartbeat = now;
     for (auto& r : running) {
-      r->delivery->InProgress().IgnoreError();
+      if (heartbeat_due) r->delivery->InProgress().IgnoreError();
       const v1::StageTask& task = r->delivery->task();
       const float progress = r->progress.load();
       const bool write_progress = progress > r->progress_written;
+      if (!write_progress && !heartbeat_due) continue;
       auto record = jobs_->Mutate(task.job_id(), [&](v1::JobRecord& rec) -> absl::StatusOr<bool> {
         v1::StageRecord* stage = FindStage(rec, task.stage());
         if (stage == nullptr || !write_progress || stage->state() != v1::STAGE_STATE_RUNNING) {
