@@ -15,9 +15,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+download() { (cd "$tmp" && apt-get download darknet >/dev/null 2>&1); }
 # apt-get download needs current package lists; refresh them once if it fails.
-(cd "$tmp" && apt-get download darknet >/dev/null 2>&1) ||
-  { $SUDO apt-get update -qq >/dev/null 2>&1; (cd "$tmp" && apt-get download darknet >/dev/null 2>&1); } || {
+download || { $SUDO apt-get update -qq >/dev/null 2>&1; download; } || {
   echo "fetch-samples: 'apt-get download darknet' failed; run 'apt-get update' or copy" \
        "person.jpg and dog.jpg into $samples" >&2
   exit 1
