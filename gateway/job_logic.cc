@@ -4,6 +4,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/dynamic_message.h"
+#include "imginterp/v1/common.pb.h"
 
 namespace imginterp::gateway {
 namespace {
@@ -221,6 +226,66 @@ double SecondsBetween(const google::protobuf::Timestamp& from,
                       const google::protobuf::Timestamp& to) {
   if (!IsSet(from) || !IsSet(to)) return 0.0;
   return absl::ToDoubleSeconds(FromTimestamp(to) - FromTimestamp(from));
+}
+
+absl::StatusOr<ImageSource> ParseImageFrom(const std::string& image_from) {
+  std::vector<std::string> parts = absl::StrSplit(image_from, '.');
+  for (const std::string& part : parts) {
+    if (part.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "image_from '", image_from, "' has an empty part; write <stage>.<field>[.<field>...]"));
+    }
+  }
+  if (parts.size() < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image_from '", image_from,
+                     "' names no field; write <stage>.<field>[.<field>...], e.g. canny.map.image"));
+  }
+  ImageSource source;
+  source.stage = parts.front();
+  source.field_path.assign(parts.begin() + 1, parts.end());
+  return source;
+}
+
+absl::StatusOr<std::string> ExtractImage(const std::string& type_url, const std::string& serialized,
+                                         const std::vector<std::string>& field_path) {
+  namespace pb = google::protobuf;
+  const std::string type_name = type_url.substr(type_url.rfind('/') + 1);
+  const pb::Descriptor* descriptor =
+      pb::DescriptorPool::generated_pool()->FindMessageTypeByName(type_name);
+  if (descriptor == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("result type '", type_url, "' is not a message type this gateway knows"));
+  }
+  const pb::Message* prototype = pb::MessageFactory::generated_factory()->GetPrototype(descriptor);
+  std::unique_ptr<pb::Message> message(prototype->New());
+  if (!message->ParseFromString(serialized)) {
+    return absl::InvalidArgumentError(absl::StrCat("the result is not a valid ", type_name));
+  }
+  const pb::Message* current = message.get();
+  for (size_t i = 0; i < field_path.size(); ++i) {
+    const pb::Descriptor* type = current->GetDescriptor();
+    const pb::FieldDescriptor* field = type->FindFieldByName(field_path[i]);
+    if (field == nullptr || field->is_repeated() ||
+        field->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(type->full_name(), " has no singular message field '", field_path[i],
+                       "' (path ", absl::StrJoin(field_path, "."), ")"));
+    }
+    current = &current->GetReflection()->GetMessage(*current, field);
+  }
+  if (current->GetDescriptor() != v1::Image::descriptor()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("field ", absl::StrJoin(field_path, "."), " of ", type_name, " is a ",
+                     current->GetDescriptor()->full_name(), ", not an imginterp.v1.Image"));
+  }
+  // Generated types: the prototype came from the generated factory, so the cast is exact.
+  const auto& image = static_cast<const v1::Image&>(*current);
+  if (image.data().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the image at ", absl::StrJoin(field_path, "."), " of the ", type_name, " is empty"));
+  }
+  return image.data();
 }
 
 }  // namespace imginterp::gateway

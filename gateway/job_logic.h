@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "imginterp/v1/bus.pb.h"
 
@@ -74,6 +75,21 @@ float JobProgress(const v1::JobRecord& record);
 // The record as clients see it: artifact references keep name, type, size and digest but
 // lose their inline bytes.
 v1::JobRecord WithoutPayloads(const v1::JobRecord& record);
+
+// StageSpec.image_from split into the source stage and the field path within its response:
+// "canny.map.image" -> {"canny", {"map", "image"}}. INVALID_ARGUMENT unless there is a stage
+// name and at least one field.
+struct ImageSource {
+  std::string stage;
+  std::vector<std::string> field_path;
+};
+absl::StatusOr<ImageSource> ParseImageFrom(const std::string& image_from);
+
+// The encoded bytes of the imginterp.v1.Image at `field_path` in a serialized stage response of
+// type `type_url`. INVALID_ARGUMENT when the type is unknown, a field does not exist or is not a
+// singular message, or the last one is not an Image; FAILED_PRECONDITION when the image is empty.
+absl::StatusOr<std::string> ExtractImage(const std::string& type_url, const std::string& serialized,
+                                         const std::vector<std::string>& field_path);
 
 // google.protobuf.Timestamp <-> absl::Time; an unset timestamp is absl::InfinitePast().
 absl::Time FromTimestamp(const google::protobuf::Timestamp& timestamp);

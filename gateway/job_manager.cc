@@ -185,6 +185,7 @@ absl::StatusOr<SubmitResult> JobManager::Submit(const v1::JobRequest& request,
     stage->set_state(v1::STAGE_STATE_PENDING);
     *stage->mutable_depends_on() = spec.depends_on();
     *stage->mutable_request() = spec.request();
+    stage->set_image_from(spec.image_from());
   }
   absl::StatusOr<uint64_t> created = jobs_.Create(record);
   if (!created.ok()) {
@@ -249,19 +250,28 @@ void JobManager::PublishStages(const v1::JobRecord& record,
     task.set_stage(stage->name());
     task.set_family(stage->family());
     *task.mutable_request() = stage->request();
-    *task.mutable_image() = record.input_image();
-    task.set_trace_id(record.trace_id());
-    ToTimestamp(absl::Now(), task.mutable_published_at());
-    const absl::Status published = publisher_.Publish(task);
-    if (published.ok()) {
-      IMGINTERP_LOG(Debug) << "published stage " << name << " of job " << record.job_id()
-                           << " to family " << stage->family();
-      continue;
+    absl::StatusOr<v1::ArtifactRef> input = InputImageOf(record, *stage);
+    absl::Status published = input.status();
+    std::string message;
+    if (input.ok()) {
+      *task.mutable_image() = *std::move(input);
+      task.set_trace_id(record.trace_id());
+      ToTimestamp(absl::Now(), task.mutable_published_at());
+      published = publisher_.Publish(task);
+      if (published.ok()) {
+        IMGINTERP_LOG(Debug) << "published stage " << name << " of job " << record.job_id()
+                             << " to family " << stage->family();
+        continue;
+      }
+      message = absl::StrCat("the gateway could not publish stage '", name,
+                             "' to NATS: ", published.message());
+    } else {
+      message = absl::StrCat("stage '", name, "' could not get its input image from '",
+                             stage->image_from(), "': ", published.message());
     }
     IMGINTERP_LOG(Error) << "publishing stage " << name << " of job " << record.job_id() << ": "
                          << published;
-    const std::string message = absl::StrCat("the gateway could not publish stage '", name,
-                                             "' to NATS: ", published.message());
+    const std::string code = absl::StatusCodeToString(published.code());
     const absl::Status failed =
         MutateAndAdvance(record.job_id(), [&](v1::JobRecord& current) -> absl::StatusOr<bool> {
           for (v1::StageRecord& candidate : *current.mutable_stages()) {
@@ -269,7 +279,7 @@ void JobManager::PublishStages(const v1::JobRecord& record,
               continue;
             }
             candidate.set_state(v1::STAGE_STATE_FAILED);
-            candidate.mutable_error()->set_code("UNAVAILABLE");
+            candidate.mutable_error()->set_code(code);
             candidate.mutable_error()->set_message(message);
             ToTimestamp(absl::Now(), candidate.mutable_finished_at());
             return true;
@@ -280,6 +290,24 @@ void JobManager::PublishStages(const v1::JobRecord& record,
       IMGINTERP_LOG(Error) << "recording the publish failure: " << failed;
     }
   }
+}
+
+absl::StatusOr<v1::ArtifactRef> JobManager::InputImageOf(const v1::JobRecord& record,
+                                                         const v1::StageRecord& stage) {
+  if (stage.image_from().empty()) return record.input_image();
+  IMGINTERP_ASSIGN_OR_RETURN(ImageSource source, ParseImageFrom(stage.image_from()));
+  const v1::StageRecord* producer = FindStage(record, source.stage);
+  if (producer == nullptr || producer->state() != v1::STAGE_STATE_SUCCEEDED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage '", source.stage, "' has no result in this job"));
+  }
+  IMGINTERP_ASSIGN_OR_RETURN(std::string result,
+                             FetchArtifact(record.job_id(), producer->result()));
+  IMGINTERP_ASSIGN_OR_RETURN(std::string image, ExtractImage(producer->result().content_type(),
+                                                             result, source.field_path));
+  // The artifact name is a KV token: "input-<stage>" (stage names are [a-z0-9_-]+).
+  return artifacts_.Put(record.job_id(), "input-" + stage.name(), "application/octet-stream",
+                        image);
 }
 
 absl::StatusOr<jobbus::VersionedRecord> JobManager::Get(const std::string& job_id) {

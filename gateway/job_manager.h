@@ -135,6 +135,10 @@ class JobManager {
                                                            const jobbus::JobStore::Mutation& extra);
   // Publishes the task of each named stage; a stage whose task cannot be published fails.
   void PublishStages(const v1::JobRecord& record, const std::vector<std::string>& stages);
+  // The job's input, or for a stage with image_from the image taken out of an earlier stage's
+  // result (stored as artifact "input-<stage>").
+  absl::StatusOr<v1::ArtifactRef> InputImageOf(const v1::JobRecord& record,
+                                               const v1::StageRecord& stage);
   StartTimeouts TimeoutsFor(const v1::JobRecord& record) const;
   // Keeps `active_` and the active-jobs gauge in step with one watched revision.
   void Track(const std::string& job_id, const v1::JobRecord* record);

@@ -1,5 +1,6 @@
 #include "gateway/pipeline_registry.h"
 
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -8,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "gateway/job_logic.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
@@ -97,6 +99,18 @@ absl::Status ValidatePipeline(const std::string& source, const v1::PipelineSpec&
       if (stages.count(dependency) == 0) {
         return StageError(source, pipeline, stage,
                           absl::StrCat("depends_on names unknown stage '", dependency, "'"));
+      }
+    }
+    if (!stage.image_from().empty()) {
+      absl::StatusOr<ImageSource> from = ParseImageFrom(stage.image_from());
+      if (!from.ok()) {
+        return StageError(source, pipeline, stage, std::string(from.status().message()));
+      }
+      if (std::find(stage.depends_on().begin(), stage.depends_on().end(), from->stage) ==
+          stage.depends_on().end()) {
+        return StageError(source, pipeline, stage,
+                          absl::StrCat("image_from names stage '", from->stage,
+                                       "', which must also be listed in depends_on"));
       }
     }
   }

@@ -26,11 +26,20 @@ gateway_metrics=$((base + 100))
 cli="$build/gateway/imginterp"
 
 # family grpc-port metrics-port extra-flags...
+# Families with a model repository start only when the store has at least one of their models
+# (deploy/models/fetch-models.sh fills it); edges needs none.
 services() {
   echo "edges $((base + 1)) $((base + 101))"
-  if [ -d "$store/classify" ] && [ -n "$(ls -A "$store/classify" 2>/dev/null)" ]; then
-    echo "classify $((base + 2)) $((base + 102)) --model_repository=$store/classify"
-  fi
+  local offset=2 family
+  for family in classify pose segment detect upscale; do
+    if compgen -G "$store/$family/*/config.pbtxt" >/dev/null; then
+      echo "$family $((base + offset)) $((base + 100 + offset)) --model_repository=$store/$family"
+    elif [ "$family" != classify ] && [ "${1:-}" = verbose ]; then
+      log "no $family models in $store/$family: imginterp-$family not started" \
+          "(deploy/models/fetch-models.sh imports them)"
+    fi
+    offset=$((offset + 1))
+  done
 }
 
 log() { echo "stack: $*" >&2; }
@@ -77,7 +86,7 @@ start() {
     start_process "$family" "$build/services/$family/imginterp-$family" \
       --bind_host=127.0.0.1 --grpc_port="$port" --metrics_port="$metrics" \
       --nats_url="$nats_url" $extra
-  done < <(services)
+  done < <(services verbose)
   start_process gateway "$build/gateway/imginterp-gateway" --grpc_port="$gateway_port" \
     --metrics_port="$gateway_metrics" --nats_url="$nats_url"
   while read -r family port _; do
@@ -91,7 +100,7 @@ start() {
 stop() {
   local names=(gateway)
   while read -r family _; do names+=("$family"); done < <(services)
-  names+=(classify nats)
+  names+=(classify pose segment detect upscale nats)
   for name in "${names[@]}"; do
     [ -f "$state/$name.pid" ] || continue
     local pid

@@ -1,9 +1,11 @@
 // Pipelines through the real gateway, NATS JetStream and edges workers.
+#include <map>
 #include <opencv2/core.hpp>
 #include <thread>
 
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
+#include "imginterp/v1/edges.grpc.pb.h"
 #include "imginterp/v1/edges.pb.h"
 #include "services/core/codec/image_codec.h"
 #include "tests/integration/stack.h"
@@ -19,6 +21,7 @@ class PipelineTest : public ::testing::Test {
     ASSERT_TRUE(stack_.StartNats().ok());
     auto edges = stack_.StartService("edges");
     ASSERT_TRUE(edges.ok()) << edges.status();
+    edges_ = *edges;
     auto gateway = stack_.StartGateway();
     ASSERT_TRUE(gateway.ok()) << gateway.status();
     stub_ = stack_.GatewayStub();
@@ -52,6 +55,7 @@ class PipelineTest : public ::testing::Test {
   }
 
   Stack stack_;
+  Process* edges_ = nullptr;
   std::unique_ptr<v1::GatewayService::Stub> stub_;
 };
 
@@ -154,6 +158,49 @@ TEST_F(PipelineTest, DependentStageRunsAfterItsDependency) {
   const auto& second = stages[0].name() == "first" ? stages[1] : stages[0];
   EXPECT_GE(google::protobuf::util::TimeUtil::TimestampToNanoseconds(second.queued_at()),
             google::protobuf::util::TimeUtil::TimestampToNanoseconds(first.finished_at()));
+}
+
+TEST_F(PipelineTest, ImageFromFeedsAnEarlierStagesMapToTheNextStage) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + seconds(60));
+  v1::RunPipelineRequest request;
+  *request.mutable_job() = Job("feed", MakePng(96, 80, 3));
+  v1::RunPipelineResponse response;
+  ASSERT_TRUE(stub_->RunPipeline(&context, request, &response).ok());
+  ASSERT_EQ(response.state(), v1::JOB_STATE_SUCCEEDED) << response.error().message();
+  std::map<std::string, v1::EdgesResponse> results;
+  for (const auto& result : response.results()) {
+    ASSERT_TRUE(result.response().UnpackTo(&results[result.stage()]));
+  }
+  // Sobel of the canny map, asked of the edges service directly, is what the second stage got.
+  auto edges = v1::EdgesService::NewStub(Stack::Channel(edges_->address()));
+  grpc::ClientContext direct_context;
+  v1::EdgesRequest direct;
+  direct.mutable_model()->set_name("sobel");
+  *direct.mutable_image() = results["first"].map().image();
+  v1::EdgesResponse expected;
+  ASSERT_TRUE(edges->Detect(&direct_context, direct, &expected).ok());
+  EXPECT_EQ(results["second"].map().image().data(), expected.map().image().data());
+  // ... and not Sobel of the job's input.
+  grpc::ClientContext input_context;
+  *direct.mutable_image() = request.job().image();
+  v1::EdgesResponse of_input;
+  ASSERT_TRUE(edges->Detect(&input_context, direct, &of_input).ok());
+  EXPECT_NE(results["second"].map().image().data(), of_input.map().image().data());
+}
+
+TEST_F(PipelineTest, ImageFromAFieldThatIsNotAnImageFailsTheStageNamingIt) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + seconds(60));
+  v1::RunPipelineRequest request;
+  *request.mutable_job() = Job("bad-feed", MakePng(64, 64, 4));
+  v1::RunPipelineResponse response;
+  ASSERT_TRUE(stub_->RunPipeline(&context, request, &response).ok());
+  EXPECT_EQ(response.state(), v1::JOB_STATE_FAILED);
+  EXPECT_NE(response.error().message().find("first.map"), std::string::npos)
+      << response.error().message();
+  EXPECT_NE(response.error().message().find("not an imginterp.v1.Image"), std::string::npos)
+      << response.error().message();
 }
 
 TEST_F(PipelineTest, SameIdempotencyKeyTwiceMakesOneJob) {

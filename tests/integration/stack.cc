@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "services/core/codec/image_codec.h"
+#include "tests/support/assets.h"
 
 namespace imginterp::integration {
 
@@ -21,7 +22,8 @@ std::string BinaryPath(const std::string& name) {
   if (name == "edges") return IMGINTERP_EDGES_BIN;
   if (name == "classify") return IMGINTERP_CLASSIFY_BIN;
   if (name == "cli") return IMGINTERP_CLI_BIN;
-  return "";
+  // Every other family: <build>/services/<family>/imginterp-<family>.
+  return absl::StrCat(IMGINTERP_SERVICES_BIN_DIR, "/", name, "/imginterp-", name);
 }
 
 std::string TestModelsDir() { return IMGINTERP_TEST_MODELS_DIR; }
@@ -133,7 +135,12 @@ absl::StatusOr<Process*> Stack::StartService(const std::string& family,
                                    absl::StrCat("--grpc_port=", grpc_port),
                                    absl::StrCat("--metrics_port=", metrics_port),
                                    "--nats_url=" + (nats_ ? nats_->url() : std::string())};
-  if (family == "classify") argv.push_back("--model_repository=" + TestModelsDir());
+  if (family == "classify") {
+    argv.push_back("--model_repository=" + TestModelsDir());
+  } else if (family != "edges") {
+    // Families of imported pretrained models serve the model store's repository.
+    argv.push_back("--model_repository=" + test_support::FamilyRepository(family));
+  }
   for (auto& flag : extra_flags) argv.push_back(std::move(flag));
   return Launch(family, std::move(argv), grpc_port, metrics_port);
 }

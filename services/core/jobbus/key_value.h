@@ -75,7 +75,10 @@ class KeyValue {
   // Current keys (no deleted ones); empty bucket gives an empty list.
   absl::StatusOr<std::vector<std::string>> Keys();
   // `key_pattern` may use NATS wildcards ("*", ">"). With `updates_only` the current values
-  // are not replayed first.
+  // are not replayed first. nats.c 3.4 has no updates-only consumer, so the watcher skips what
+  // is delivered before nats.c's "initial values done" marker: a change made while those are
+  // still being delivered counts as a current value and is skipped too. Callers that must not
+  // miss a change list the keys after watching (as the gateway's JobManager does).
   absl::StatusOr<std::unique_ptr<KvWatcher>> Watch(const std::string& key_pattern,
                                                    bool updates_only = false);
   const std::string& bucket() const { return bucket_; }

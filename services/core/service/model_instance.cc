@@ -88,7 +88,12 @@ void ExecuteModel::RunBatch(const std::vector<WorkItem*>& items) {
     }
     const auto start = Clock::now();
     item->status = Execute(*item);
-    item->inference_seconds = Since(start);
+    // An instance that splits its own phases (pre/post-processing around several passes) has
+    // set them; otherwise the whole call counts as inference.
+    if (item->preprocess_seconds == 0 && item->inference_seconds == 0 &&
+        item->postprocess_seconds == 0) {
+      item->inference_seconds = Since(start);
+    }
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "imginterp/v1/edges.pb.h"
 
 namespace imginterp::gateway {
 namespace {
@@ -234,6 +235,53 @@ TEST(TimestampTest, RoundTripsAndTreatsUnsetAsUnknown) {
   ToTimestamp(time + absl::Seconds(2), &later);
   EXPECT_DOUBLE_EQ(SecondsBetween(timestamp, later), 2.0);
   EXPECT_DOUBLE_EQ(SecondsBetween(google::protobuf::Timestamp(), later), 0.0);
+}
+
+TEST(ImageFromTest, SplitsTheStageFromTheFieldPath) {
+  absl::StatusOr<ImageSource> source = ParseImageFrom("canny.map.image");
+  ASSERT_TRUE(source.ok()) << source.status();
+  EXPECT_EQ(source->stage, "canny");
+  EXPECT_THAT(source->field_path, ElementsAre("map", "image"));
+}
+
+TEST(ImageFromTest, RejectsAStageWithoutAFieldAndEmptyParts) {
+  EXPECT_EQ(ParseImageFrom("canny").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseImageFrom("canny..image").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseImageFrom("").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ImageFromTest, ExtractsTheImageBytesAtTheFieldPath) {
+  v1::EdgesResponse response;
+  response.mutable_map()->mutable_image()->set_data("png bytes");
+  absl::StatusOr<std::string> image = ExtractImage("type.googleapis.com/imginterp.v1.EdgesResponse",
+                                                   response.SerializeAsString(), {"map", "image"});
+  ASSERT_TRUE(image.ok()) << image.status();
+  EXPECT_EQ(*image, "png bytes");
+}
+
+TEST(ImageFromTest, NamesTheFieldThatIsMissingOrNotAnImage) {
+  v1::EdgesResponse response;
+  response.mutable_map()->mutable_image()->set_data("png bytes");
+  const std::string type = "type.googleapis.com/imginterp.v1.EdgesResponse";
+  absl::Status missing = ExtractImage(type, response.SerializeAsString(), {"maps"}).status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(missing.message(), HasSubstr("'maps'"));
+  absl::Status not_image = ExtractImage(type, response.SerializeAsString(), {"map"}).status();
+  EXPECT_EQ(not_image.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(not_image.message(), HasSubstr("imginterp.v1.PriorMap"));
+  absl::Status unknown =
+      ExtractImage("type.googleapis.com/imginterp.v1.Nope", "", {"image"}).status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ImageFromTest, AnEmptyImageIsAFailedPrecondition) {
+  v1::EdgesResponse response;
+  response.mutable_map()->set_method("canny");
+  EXPECT_EQ(ExtractImage("type.googleapis.com/imginterp.v1.EdgesResponse",
+                         response.SerializeAsString(), {"map", "image"})
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "gateway/pipeline_registry.h"
 
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -33,10 +34,15 @@ TEST(PipelineRegistryTest, LoadsTheDefaultPipelinesFile) {
   ASSERT_TRUE(registry.ok()) << registry.status();
   const v1::PipelineSpec* priors = (*registry)->Find("priors");
   ASSERT_NE(priors, nullptr);
-  EXPECT_EQ(priors->stages_size(), 2);
+  std::vector<std::string> families;
+  for (const v1::StageSpec& stage : priors->stages()) {
+    families.push_back(stage.family());
+    EXPECT_TRUE(stage.depends_on().empty()) << stage.name() << " should run in parallel";
+  }
+  EXPECT_THAT(families, ::testing::UnorderedElementsAre("edges", "pose", "segment", "detect"));
   EXPECT_EQ(priors->stages(0).request().type_url(),
             "type.googleapis.com/imginterp.v1.EdgesRequest");
-  EXPECT_NE((*registry)->Find("classify"), nullptr);
+  EXPECT_NE((*registry)->Find("upscale"), nullptr);
 }
 
 TEST(PipelineRegistryTest, AcceptsADiamondOfDependencies) {
@@ -153,6 +159,28 @@ TEST(PipelineRegistryTest, MissingFileIsNotFoundNamingThePath) {
   const absl::Status status = PipelineRegistry::Load("/nonexistent/pipelines.pbtxt").status();
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(status.message(), HasSubstr("/nonexistent/pipelines.pbtxt"));
+}
+
+TEST(PipelineRegistryTest, AcceptsImageFromAStageItDependsOn) {
+  const std::string text =
+      Pipeline("chain", Stage("a", "edges") +
+                            Stage("b", "edges", "depends_on: \"a\" image_from: \"a.map.image\""));
+  EXPECT_TRUE(ParseStatus(text).ok()) << ParseStatus(text);
+}
+
+TEST(PipelineRegistryTest, RejectsImageFromAStageNotInDependsOn) {
+  const absl::Status status = ParseStatus(
+      Pipeline("chain", Stage("a", "edges") + Stage("b", "edges", "image_from: \"a.map.image\"")));
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("stage 'b'"));
+  EXPECT_THAT(status.message(), HasSubstr("depends_on"));
+}
+
+TEST(PipelineRegistryTest, RejectsImageFromWithoutAFieldPath) {
+  const absl::Status status = ParseStatus(Pipeline(
+      "chain", Stage("a", "edges") + Stage("b", "edges", "depends_on: \"a\" image_from: \"a\"")));
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("image_from"));
 }
 
 }  // namespace

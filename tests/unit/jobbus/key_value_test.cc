@@ -129,6 +129,10 @@ TEST_F(KeyValueTest, UpdatesOnlyWatcherSkipsTheCurrentValues) {
   ASSERT_TRUE(kv_->Put("a", "old").ok());
   auto watcher = kv_->Watch(">", /*updates_only=*/true);
   ASSERT_TRUE(watcher.ok());
+  // The current value is not delivered: the initial phase ends with nothing for the caller.
+  auto initial = (*watcher)->Next(500);
+  ASSERT_TRUE(initial.ok()) << initial.status();
+  EXPECT_FALSE(initial->has_value()) << (*initial)->key;
   ASSERT_TRUE(kv_->Put("b", "new").ok());
   auto next = (*watcher)->Next(5000);
   ASSERT_TRUE(next.ok()) << next.status();
