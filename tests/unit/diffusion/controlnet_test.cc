@@ -17,6 +17,7 @@ namespace imginterp::diffusion {
 namespace {
 
 using testing::DtypeParity;
+using testing::ExpectKeysMatchTable;
 using testing::Get;
 using testing::OpenOrFail;
 using testing::ReferenceDiffusionDir;
@@ -45,16 +46,7 @@ TEST(ControlNetKeys, Sd15ControlNetBuiltOnMetaHasExactlyThePublishedKeysAndShape
   ASSERT_TRUE(config.ok()) << config.status();
   auto controlnet = CreateControlNetModel(*config, kMeta);
   ASSERT_TRUE(controlnet.ok()) << controlnet.status();
-  for (const auto& p : (*controlnet)->parameters()) ASSERT_TRUE(p.device().is_meta());
-  auto expected = models::ReadKeyTable(ReferenceDiffusionDir() + "keys/controlnet_keys.tsv");
-  ASSERT_TRUE(expected.ok()) << expected.status();
-  const auto actual = models::ExpectedKeys(**controlnet);
-  EXPECT_EQ(actual.size(), 340u);
-  int64_t numel = 0;
-  for (const auto& entry : actual) numel += entry.Numel();
-  EXPECT_EQ(numel, 361279120);
-  EXPECT_TRUE(models::CompareKeys(*expected, actual).ok())
-      << models::CompareKeys(*expected, actual);
+  ExpectKeysMatchTable(**controlnet, "controlnet_keys.tsv", 340, 361279120);
 }
 
 TEST(ControlNetKeys, TinyControlNetMatchesItsKeyTable) {
@@ -62,9 +54,7 @@ TEST(ControlNetKeys, TinyControlNetMatchesItsKeyTable) {
   ASSERT_TRUE(config.ok()) << config.status();
   auto controlnet = CreateControlNetModel(*config, kMeta);
   ASSERT_TRUE(controlnet.ok()) << controlnet.status();
-  auto expected = models::ReadKeyTable(ReferenceDiffusionDir() + "keys/tiny_controlnet_keys.tsv");
-  ASSERT_TRUE(expected.ok()) << expected.status();
-  EXPECT_TRUE(models::CompareKeys(*expected, models::ExpectedKeys(**controlnet)).ok());
+  ExpectKeysMatchTable(**controlnet, "tiny_controlnet_keys.tsv");
 }
 
 class ControlNetParity : public DtypeParity {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "services/models/io/safetensors_file.h"
+#include "services/models/io/state_dict.h"
 
 namespace imginterp::diffusion::testing {
 
@@ -66,5 +67,30 @@ class DtypeParity : public ::testing::TestWithParam<torch::ScalarType> {
   }
   torch::NoGradGuard no_grad_;
 };
+
+// The module's parameter keys and shapes equal keys/<tsv> of the reference; with a count and a
+// parameter total, those too. Every parameter must be on the meta device if `meta` is set.
+inline void ExpectKeysMatchTable(const torch::nn::Module& module, const std::string& tsv,
+                                 size_t expected_count = 0, int64_t expected_numel = 0,
+                                 bool meta = true) {
+  if (meta) {
+    for (const auto& p : module.parameters()) {
+      ASSERT_TRUE(p.device().is_meta());
+    }
+  }
+  auto expected = models::ReadKeyTable(ReferenceDiffusionDir() + "keys/" + tsv);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  const auto actual = models::ExpectedKeys(module);
+  if (expected_count > 0) {
+    EXPECT_EQ(actual.size(), expected_count);
+  }
+  if (expected_numel > 0) {
+    int64_t numel = 0;
+    for (const auto& entry : actual) numel += entry.Numel();
+    EXPECT_EQ(numel, expected_numel);
+  }
+  const absl::Status compared = models::CompareKeys(*expected, actual);
+  EXPECT_TRUE(compared.ok()) << compared;
+}
 
 }  // namespace imginterp::diffusion::testing

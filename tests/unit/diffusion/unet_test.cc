@@ -16,6 +16,7 @@ namespace imginterp::diffusion {
 namespace {
 
 using testing::DtypeParity;
+using testing::ExpectKeysMatchTable;
 using testing::Get;
 using testing::OpenOrFail;
 using testing::ReferenceDiffusionDir;
@@ -60,16 +61,7 @@ TEST(UNetKeys, Sd15UNetBuiltOnMetaHasExactlyThePublishedKeysAndShapes) {
   ASSERT_TRUE(config.ok()) << config.status();
   auto unet = CreateUNet2DConditionModel(*config, kMeta);
   ASSERT_TRUE(unet.ok()) << unet.status();
-  for (const auto& p : (*unet)->parameters()) ASSERT_TRUE(p.device().is_meta());
-  auto expected = models::ReadKeyTable(ReferenceDiffusionDir() + "keys/unet_keys.tsv");
-  ASSERT_TRUE(expected.ok()) << expected.status();
-  const auto actual = models::ExpectedKeys(**unet);
-  EXPECT_EQ(actual.size(), 686u);
-  int64_t numel = 0;
-  for (const auto& entry : actual) numel += entry.Numel();
-  EXPECT_EQ(numel, 859520964);
-  EXPECT_TRUE(models::CompareKeys(*expected, actual).ok())
-      << models::CompareKeys(*expected, actual);
+  ExpectKeysMatchTable(**unet, "unet_keys.tsv", 686, 859520964);
 }
 
 TEST(UNetKeys, TinyUNetMatchesItsKeyTable) {
@@ -77,9 +69,7 @@ TEST(UNetKeys, TinyUNetMatchesItsKeyTable) {
   ASSERT_TRUE(config.ok()) << config.status();
   auto unet = CreateUNet2DConditionModel(*config, kMeta);
   ASSERT_TRUE(unet.ok()) << unet.status();
-  auto expected = models::ReadKeyTable(ReferenceDiffusionDir() + "keys/tiny_unet_keys.tsv");
-  ASSERT_TRUE(expected.ok()) << expected.status();
-  EXPECT_TRUE(models::CompareKeys(*expected, models::ExpectedKeys(**unet)).ok());
+  ExpectKeysMatchTable(**unet, "tiny_unet_keys.tsv");
   EXPECT_EQ((*unet)->NumDownResiduals(), 4);
 }
 

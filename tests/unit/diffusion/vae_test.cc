@@ -17,6 +17,7 @@ namespace imginterp::diffusion {
 namespace {
 
 using testing::DtypeParity;
+using testing::ExpectKeysMatchTable;
 using testing::Get;
 using testing::OpenOrFail;
 using testing::ReferenceDiffusionDir;
@@ -42,16 +43,7 @@ TEST(VaeKeys, Sd15VaeBuiltOnMetaHasExactlyThePublishedKeysAndShapes) {
   ASSERT_TRUE(config.ok()) << config.status();
   auto vae = CreateAutoencoderKL(*config, kMeta);
   ASSERT_TRUE(vae.ok()) << vae.status();
-  for (const auto& p : (*vae)->parameters()) ASSERT_TRUE(p.device().is_meta());
-  auto expected = models::ReadKeyTable(ReferenceDiffusionDir() + "keys/vae_keys.tsv");
-  ASSERT_TRUE(expected.ok()) << expected.status();
-  const auto actual = models::ExpectedKeys(**vae);
-  EXPECT_EQ(actual.size(), 248u);
-  int64_t numel = 0;
-  for (const auto& entry : actual) numel += entry.Numel();
-  EXPECT_EQ(numel, 83653863);
-  EXPECT_TRUE(models::CompareKeys(*expected, actual).ok())
-      << models::CompareKeys(*expected, actual);
+  ExpectKeysMatchTable(**vae, "vae_keys.tsv", 248, 83653863);
 }
 
 TEST(VaeKeys, TinyVaeMatchesItsKeyTable) {
@@ -59,9 +51,7 @@ TEST(VaeKeys, TinyVaeMatchesItsKeyTable) {
   ASSERT_TRUE(config.ok()) << config.status();
   auto vae = CreateAutoencoderKL(*config, kMeta);
   ASSERT_TRUE(vae.ok()) << vae.status();
-  auto expected = models::ReadKeyTable(ReferenceDiffusionDir() + "keys/tiny_vae_keys.tsv");
-  ASSERT_TRUE(expected.ok()) << expected.status();
-  EXPECT_TRUE(models::CompareKeys(*expected, models::ExpectedKeys(**vae)).ok());
+  ExpectKeysMatchTable(**vae, "tiny_vae_keys.tsv");
 }
 
 class VaeParity : public DtypeParity {
