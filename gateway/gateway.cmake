@@ -1,5 +1,5 @@
-# The gateway: public API, pipelines (DAG) and job state. Links rpc, jobbus, metrics and
-# common only; never LibTorch or OpenCV.
+# The gateway: public API, pipelines (DAG) and job state. Links rpc, jobbus, metrics,
+# proto_path and common only; never LibTorch or OpenCV.
 add_library(imginterp_gateway_lib STATIC
   ${CMAKE_CURRENT_LIST_DIR}/pipeline_registry.cc
   ${CMAKE_CURRENT_LIST_DIR}/job_logic.cc
@@ -13,6 +13,7 @@ target_link_libraries(imginterp_gateway_lib
     imginterp::options
     imginterp::common
     imginterp::proto
+    imginterp::proto_path
     imginterp::rpc
     imginterp::jobbus
     PkgConfig::GRPCPP

@@ -158,6 +158,13 @@ grpc::Status GatewayService::ListPipelines(grpc::ServerContext* context,
                                            const v1::ListPipelinesRequest* request,
                                            v1::ListPipelinesResponse* response) {
   *response->mutable_pipelines() = pipelines_.config().pipelines();
+  for (v1::PipelineSpec& pipeline : *response->mutable_pipelines()) {
+    for (const auto& [name, required] : PipelineRegistry::Parameters(pipeline)) {
+      v1::PipelineParameter* parameter = pipeline.add_parameters();
+      parameter->set_name(name);
+      parameter->set_required(required);
+    }
+  }
   return grpc::Status::OK;
 }
 

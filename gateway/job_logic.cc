@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -9,6 +10,8 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/dynamic_message.h"
 #include "imginterp/v1/common.pb.h"
+#include "services/core/common/status_macros.h"
+#include "services/core/proto_path/proto_path.h"
 
 namespace imginterp::gateway {
 namespace {
@@ -228,27 +231,129 @@ double SecondsBetween(const google::protobuf::Timestamp& from,
   return absl::ToDoubleSeconds(FromTimestamp(to) - FromTimestamp(from));
 }
 
-absl::StatusOr<ImageSource> ParseImageFrom(const std::string& image_from) {
-  std::vector<std::string> parts = absl::StrSplit(image_from, '.');
-  for (const std::string& part : parts) {
-    if (part.empty()) {
+absl::StatusOr<std::vector<v1::StageRecord>> BuildStageRecords(
+    const v1::PipelineSpec& pipeline,
+    const google::protobuf::Map<std::string, std::string>& parameters) {
+  namespace pb = google::protobuf;
+  std::set<std::string> known;
+  std::set<std::string> used;
+  std::vector<v1::StageRecord> stages;
+  for (const v1::StageSpec& spec : pipeline.stages()) {
+    v1::StageRecord stage;
+    stage.set_name(spec.name());
+    stage.set_family(spec.family());
+    stage.set_state(v1::STAGE_STATE_PENDING);
+    *stage.mutable_depends_on() = spec.depends_on();
+    *stage.mutable_request() = spec.request();
+    stage.set_image_from(spec.image_from());
+    std::unique_ptr<pb::Message> request;
+    for (const v1::StageInput& input : spec.inputs()) {
+      IMGINTERP_ASSIGN_OR_RETURN(InputSource from, ParseInputSource(input.from()));
+      if (from.kind != InputSource::Kind::kJobParameter) {
+        *stage.add_inputs() = input;
+        continue;
+      }
+      known.insert(from.parameter);
+      const auto value = parameters.find(from.parameter);
+      if (value == parameters.end()) {
+        if (input.required()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("pipeline '", pipeline.name(), "' needs parameter '", from.parameter,
+                           "' (stage '", spec.name(), "', field ", input.to(), ")"));
+        }
+        continue;
+      }
+      used.insert(from.parameter);
+      if (request == nullptr) {
+        const std::string type_name =
+            spec.request().type_url().substr(spec.request().type_url().rfind('/') + 1);
+        const pb::Descriptor* descriptor =
+            pb::DescriptorPool::generated_pool()->FindMessageTypeByName(type_name);
+        if (descriptor == nullptr) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("stage '", spec.name(), "' has an unknown request type ", type_name));
+        }
+        request.reset(pb::MessageFactory::generated_factory()->GetPrototype(descriptor)->New());
+        if (!spec.request().UnpackTo(request.get())) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("stage '", spec.name(), "': its request does not parse"));
+        }
+      }
+      absl::Status set = proto_path::SetFromText(request.get(), input.to(), value->second);
+      if (!set.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "parameter '", from.parameter, "' for stage '", spec.name(), "': ", set.message()));
+      }
+    }
+    if (request != nullptr) stage.mutable_request()->PackFrom(*request);
+    stages.push_back(std::move(stage));
+  }
+  for (const auto& [key, value] : parameters) {
+    if (used.count(key) == 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "image_from '", image_from, "' has an empty part; write <stage>.<field>[.<field>...]"));
+          "pipeline '", pipeline.name(), "' has no parameter '", key,
+          "'; its parameters: ", known.empty() ? std::string("none") : absl::StrJoin(known, ", ")));
     }
   }
-  if (parts.size() < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("image_from '", image_from,
-                     "' names no field; write <stage>.<field>[.<field>...], e.g. canny.map.image"));
+  return stages;
+}
+
+absl::StatusOr<InputSource> ParseInputSource(const std::string& from) {
+  InputSource source;
+  if (from == "job.image") {
+    source.kind = InputSource::Kind::kJobImage;
+    return source;
   }
-  ImageSource source;
-  source.stage = parts.front();
-  source.field_path.assign(parts.begin() + 1, parts.end());
+  constexpr absl::string_view kParameters = "job.parameters.";
+  if (absl::StartsWith(from, kParameters)) {
+    source.kind = InputSource::Kind::kJobParameter;
+    source.parameter = from.substr(kParameters.size());
+    if (source.parameter.empty() || absl::StrContains(source.parameter, '.')) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", from,
+                       "' names no parameter; write job.parameters.<key>, e.g. "
+                       "job.parameters.prompt"));
+    }
+    return source;
+  }
+  const size_t dot = from.find('.');
+  if (from.empty() || dot == 0 || dot == std::string::npos || dot + 1 == from.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input '", from,
+                     "' is not job.image, job.parameters.<key> or <stage>.<field path> "
+                     "(e.g. canny.map.image)"));
+  }
+  source.kind = InputSource::Kind::kStageResult;
+  source.stage = from.substr(0, dot);
+  source.field_path = from.substr(dot + 1);
+  if (source.stage == "job") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input '", from, "': from the job, only job.image and job.parameters.<key> exist"));
+  }
+  absl::Status path = proto_path::ParsePath(source.field_path).status();
+  if (!path.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("input '", from, "': ", path.message()));
+  }
   return source;
 }
 
-absl::StatusOr<std::string> ExtractImage(const std::string& type_url, const std::string& serialized,
-                                         const std::vector<std::string>& field_path) {
+absl::StatusOr<InputSource> ParseImageFrom(const std::string& image_from) {
+  absl::StatusOr<InputSource> source = ParseInputSource(image_from);
+  if (!source.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("image_from: ", source.status().message()));
+  }
+  if (source->kind != InputSource::Kind::kStageResult) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image_from '", image_from,
+                     "' must name an earlier stage's field, e.g. canny.map.image (the job's "
+                     "image is the default)"));
+  }
+  return source;
+}
+
+absl::StatusOr<std::vector<std::string>> ExtractImages(const std::string& type_url,
+                                                       const std::string& serialized,
+                                                       const std::string& field_path) {
   namespace pb = google::protobuf;
   const std::string type_name = type_url.substr(type_url.rfind('/') + 1);
   const pb::Descriptor* descriptor =
@@ -262,30 +367,19 @@ absl::StatusOr<std::string> ExtractImage(const std::string& type_url, const std:
   if (!message->ParseFromString(serialized)) {
     return absl::InvalidArgumentError(absl::StrCat("the result is not a valid ", type_name));
   }
-  const pb::Message* current = message.get();
-  for (size_t i = 0; i < field_path.size(); ++i) {
-    const pb::Descriptor* type = current->GetDescriptor();
-    const pb::FieldDescriptor* field = type->FindFieldByName(field_path[i]);
-    if (field == nullptr || field->is_repeated() ||
-        field->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(type->full_name(), " has no singular message field '", field_path[i],
-                       "' (path ", absl::StrJoin(field_path, "."), ")"));
+  IMGINTERP_ASSIGN_OR_RETURN(std::vector<const v1::Image*> images,
+                             proto_path::FindImages(*message, field_path));
+  std::vector<std::string> data;
+  for (size_t i = 0; i < images.size(); ++i) {
+    if (images[i]->data().empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the image at ", field_path,
+                       images.size() > 1 ? absl::StrCat(" (", i, ")") : std::string(), " of the ",
+                       type_name, " is empty"));
     }
-    current = &current->GetReflection()->GetMessage(*current, field);
+    data.push_back(images[i]->data());
   }
-  if (current->GetDescriptor() != v1::Image::descriptor()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("field ", absl::StrJoin(field_path, "."), " of ", type_name, " is a ",
-                     current->GetDescriptor()->full_name(), ", not an imginterp.v1.Image"));
-  }
-  // Generated types: the prototype came from the generated factory, so the cast is exact.
-  const auto& image = static_cast<const v1::Image&>(*current);
-  if (image.data().empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the image at ", absl::StrJoin(field_path, "."), " of the ", type_name, " is empty"));
-  }
-  return image.data();
+  return data;
 }
 
 }  // namespace imginterp::gateway

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "imginterp/v1/bus.pb.h"
+#include "imginterp/v1/gateway.pb.h"
 
 namespace imginterp::gateway {
 
@@ -76,20 +77,41 @@ float JobProgress(const v1::JobRecord& record);
 // lose their inline bytes.
 v1::JobRecord WithoutPayloads(const v1::JobRecord& record);
 
-// StageSpec.image_from split into the source stage and the field path within its response:
-// "canny.map.image" -> {"canny", {"map", "image"}}. INVALID_ARGUMENT unless there is a stage
-// name and at least one field.
-struct ImageSource {
+// Where a stage input (StageInput.from, or StageSpec.image_from) takes its value from.
+struct InputSource {
+  enum class Kind { kJobImage, kJobParameter, kStageResult };
+  Kind kind = Kind::kStageResult;
+  // kJobParameter: the key of JobRequest.parameters.
+  std::string parameter;
+  // kStageResult: the producing stage and the field path within its result ("map.image").
   std::string stage;
-  std::vector<std::string> field_path;
+  std::string field_path;
 };
-absl::StatusOr<ImageSource> ParseImageFrom(const std::string& image_from);
 
-// The encoded bytes of the imginterp.v1.Image at `field_path` in a serialized stage response of
-// type `type_url`. INVALID_ARGUMENT when the type is unknown, a field does not exist or is not a
-// singular message, or the last one is not an Image; FAILED_PRECONDITION when the image is empty.
-absl::StatusOr<std::string> ExtractImage(const std::string& type_url, const std::string& serialized,
-                                         const std::vector<std::string>& field_path);
+// The stage records of a new job of `pipeline` (PENDING), with the job's parameters applied to
+// the stages' requests (StageSpec.inputs from job.parameters.<key>) and the remaining inputs
+// kept for publishing. INVALID_ARGUMENT for a parameter no stage reads (listing those that
+// are), a required parameter that is missing, or a value its field cannot take (naming the
+// parameter, the stage and the field).
+absl::StatusOr<std::vector<v1::StageRecord>> BuildStageRecords(
+    const v1::PipelineSpec& pipeline,
+    const google::protobuf::Map<std::string, std::string>& parameters);
+
+// "job.image", "job.parameters.<key>" or "<stage>.<field path>" (the path checked with
+// proto_path::ParsePath). INVALID_ARGUMENT with the accepted forms otherwise. A stage cannot be
+// named "job" (the pipeline registry refuses it), so the forms do not overlap.
+absl::StatusOr<InputSource> ParseInputSource(const std::string& from);
+
+// StageSpec.image_from: ParseInputSource restricted to "<stage>.<field path>".
+absl::StatusOr<InputSource> ParseImageFrom(const std::string& image_from);
+
+// The encoded bytes of the images at `field_path` (proto_path syntax: one Image, or every image
+// of a repeated Image field) in a serialized stage response of type `type_url`. INVALID_ARGUMENT
+// when the type is unknown or the path does not lead to images (naming the field);
+// FAILED_PRECONDITION when an image there is empty.
+absl::StatusOr<std::vector<std::string>> ExtractImages(const std::string& type_url,
+                                                       const std::string& serialized,
+                                                       const std::string& field_path);
 
 // google.protobuf.Timestamp <-> absl::Time; an unset timestamp is absl::InfinitePast().
 absl::Time FromTimestamp(const google::protobuf::Timestamp& timestamp);

@@ -126,9 +126,13 @@ absl::StatusOr<SubmitResult> JobManager::Submit(const v1::JobRequest& request,
                                                 const std::string& idempotency_key,
                                                 const std::string& trace_id) {
   IMGINTERP_ASSIGN_OR_RETURN(const v1::PipelineSpec* pipeline, pipelines_.Get(request.pipeline()));
-  if (request.image().data().empty()) {
+  const bool uses_image = PipelineRegistry::UsesJobImage(*pipeline);
+  if (request.image().data().empty() && uses_image) {
     return absl::InvalidArgumentError("job.image.data is empty: send the encoded image bytes");
   }
+  // Checked before anything is stored: a bad parameter leaves no trace.
+  IMGINTERP_ASSIGN_OR_RETURN(std::vector<v1::StageRecord> stages,
+                             BuildStageRecords(*pipeline, request.parameters()));
   const int64_t image_bytes = static_cast<int64_t>(request.image().data().size());
   if (image_bytes > options_.max_image_bytes) {
     return absl::ResourceExhaustedError(
@@ -163,9 +167,11 @@ absl::StatusOr<SubmitResult> JobManager::Submit(const v1::JobRequest& request,
   const std::string content_type = request.image().media_type().empty()
                                        ? std::string("application/octet-stream")
                                        : request.image().media_type();
-  absl::StatusOr<v1::ArtifactRef> input =
-      artifacts_.Put(result.job_id, "input", content_type, request.image().data());
-  if (!input.ok()) return release_key(input.status());
+  absl::StatusOr<v1::ArtifactRef> input = v1::ArtifactRef();
+  if (!request.image().data().empty()) {
+    input = artifacts_.Put(result.job_id, "input", content_type, request.image().data());
+    if (!input.ok()) return release_key(input.status());
+  }
 
   const absl::Time now = absl::Now();
   v1::JobRecord record;
@@ -174,19 +180,12 @@ absl::StatusOr<SubmitResult> JobManager::Submit(const v1::JobRequest& request,
   record.set_state(v1::JOB_STATE_QUEUED);
   record.set_idempotency_key(hashed_key);
   record.set_trace_id(trace_id);
-  *record.mutable_input_image() = *std::move(input);
+  if (!request.image().data().empty()) *record.mutable_input_image() = *std::move(input);
   ToTimestamp(now, record.mutable_created_at());
   ToTimestamp(now, record.mutable_updated_at());
   record.mutable_labels()->insert(request.labels().begin(), request.labels().end());
-  for (const v1::StageSpec& spec : pipeline->stages()) {
-    v1::StageRecord* stage = record.add_stages();
-    stage->set_name(spec.name());
-    stage->set_family(spec.family());
-    stage->set_state(v1::STAGE_STATE_PENDING);
-    *stage->mutable_depends_on() = spec.depends_on();
-    *stage->mutable_request() = spec.request();
-    stage->set_image_from(spec.image_from());
-  }
+  record.mutable_parameters()->insert(request.parameters().begin(), request.parameters().end());
+  for (v1::StageRecord& stage : stages) *record.add_stages() = std::move(stage);
   absl::StatusOr<uint64_t> created = jobs_.Create(record);
   if (!created.ok()) {
     const absl::Status removed = artifacts_.DeleteJob(result.job_id);
@@ -250,11 +249,9 @@ void JobManager::PublishStages(const v1::JobRecord& record,
     task.set_stage(stage->name());
     task.set_family(stage->family());
     *task.mutable_request() = stage->request();
-    absl::StatusOr<v1::ArtifactRef> input = InputImageOf(record, *stage);
-    absl::Status published = input.status();
+    absl::Status published = AddInputImages(record, *stage, &task);
     std::string message;
-    if (input.ok()) {
-      *task.mutable_image() = *std::move(input);
+    if (published.ok()) {
       task.set_trace_id(record.trace_id());
       ToTimestamp(absl::Now(), task.mutable_published_at());
       published = publisher_.Publish(task);
@@ -266,8 +263,8 @@ void JobManager::PublishStages(const v1::JobRecord& record,
       message = absl::StrCat("the gateway could not publish stage '", name,
                              "' to NATS: ", published.message());
     } else {
-      message = absl::StrCat("stage '", name, "' could not get its input image from '",
-                             stage->image_from(), "': ", published.message());
+      message =
+          absl::StrCat("stage '", name, "' could not get its input images: ", published.message());
     }
     IMGINTERP_LOG(Error) << "publishing stage " << name << " of job " << record.job_id() << ": "
                          << published;
@@ -292,22 +289,71 @@ void JobManager::PublishStages(const v1::JobRecord& record,
   }
 }
 
-absl::StatusOr<v1::ArtifactRef> JobManager::InputImageOf(const v1::JobRecord& record,
-                                                         const v1::StageRecord& stage) {
-  if (stage.image_from().empty()) return record.input_image();
-  IMGINTERP_ASSIGN_OR_RETURN(ImageSource source, ParseImageFrom(stage.image_from()));
-  const v1::StageRecord* producer = FindStage(record, source.stage);
-  if (producer == nullptr || producer->state() != v1::STAGE_STATE_SUCCEEDED) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("stage '", source.stage, "' has no result in this job"));
+absl::Status JobManager::AddInputImages(const v1::JobRecord& record, const v1::StageRecord& stage,
+                                        v1::StageTask* task) {
+  if (stage.inputs().empty() && stage.image_from().empty()) {
+    *task->mutable_image() = record.input_image();
+    return absl::OkStatus();
   }
-  IMGINTERP_ASSIGN_OR_RETURN(std::string result,
-                             FetchArtifact(record.job_id(), producer->result()));
-  IMGINTERP_ASSIGN_OR_RETURN(std::string image, ExtractImage(producer->result().content_type(),
-                                                             result, source.field_path));
-  // The artifact name is a KV token: "input-<stage>" (stage names are [a-z0-9_-]+).
-  return artifacts_.Put(record.job_id(), "input-" + stage.name(), "application/octet-stream",
-                        image);
+  // Images from earlier results become artifacts of their own, "input-<stage>-<n>" (stage names
+  // are KV tokens), so no task message carries image bytes past the server's max_payload.
+  int stored = 0;
+  auto from_result = [&](const std::string& from) -> absl::StatusOr<std::vector<v1::ArtifactRef>> {
+    IMGINTERP_ASSIGN_OR_RETURN(InputSource source, ParseInputSource(from));
+    const v1::StageRecord* producer = FindStage(record, source.stage);
+    if (producer == nullptr || producer->state() != v1::STAGE_STATE_SUCCEEDED) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("stage '", source.stage, "' has no result in this job"));
+    }
+    IMGINTERP_ASSIGN_OR_RETURN(std::string result,
+                               FetchArtifact(record.job_id(), producer->result()));
+    IMGINTERP_ASSIGN_OR_RETURN(
+        std::vector<std::string> images,
+        ExtractImages(producer->result().content_type(), result, source.field_path));
+    std::vector<v1::ArtifactRef> refs;
+    for (const std::string& image : images) {
+      IMGINTERP_ASSIGN_OR_RETURN(
+          v1::ArtifactRef ref,
+          artifacts_.Put(record.job_id(), absl::StrCat("input-", stage.name(), "-", stored++),
+                         "application/octet-stream", image));
+      refs.push_back(std::move(ref));
+    }
+    return refs;
+  };
+  // Errors name the input as the pipeline file spells it.
+  auto named = [](const char* what, const std::string& from, const absl::Status& status) {
+    return absl::Status(status.code(), absl::StrCat(what, " '", from, "': ", status.message()));
+  };
+  if (!stage.image_from().empty()) {
+    absl::StatusOr<std::vector<v1::ArtifactRef>> refs = from_result(stage.image_from());
+    if (!refs.ok()) return named("image_from", stage.image_from(), refs.status());
+    if (refs->size() != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("image_from '", stage.image_from(), "' gives ", refs->size(),
+                       " images; it takes one (inputs can take several)"));
+    }
+    *task->mutable_image() = std::move(refs->front());
+    return absl::OkStatus();
+  }
+  for (const v1::StageInput& input : stage.inputs()) {
+    if (input.from() == "job.image") {
+      if (!record.has_input_image()) {
+        return absl::FailedPreconditionError("the job has no input image");
+      }
+      v1::TaskImage* image = task->add_images();
+      image->set_to(input.to());
+      *image->mutable_image() = record.input_image();
+      continue;
+    }
+    absl::StatusOr<std::vector<v1::ArtifactRef>> refs = from_result(input.from());
+    if (!refs.ok()) return named("input", input.from(), refs.status());
+    for (v1::ArtifactRef& ref : *refs) {
+      v1::TaskImage* image = task->add_images();
+      image->set_to(input.to());
+      *image->mutable_image() = std::move(ref);
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<jobbus::VersionedRecord> JobManager::Get(const std::string& job_id) {

@@ -135,10 +135,11 @@ class JobManager {
                                                            const jobbus::JobStore::Mutation& extra);
   // Publishes the task of each named stage; a stage whose task cannot be published fails.
   void PublishStages(const v1::JobRecord& record, const std::vector<std::string>& stages);
-  // The job's input, or for a stage with image_from the image taken out of an earlier stage's
-  // result (stored as artifact "input-<stage>").
-  absl::StatusOr<v1::ArtifactRef> InputImageOf(const v1::JobRecord& record,
-                                               const v1::StageRecord& stage);
+  // Puts the stage's images into its task: the job's input image (stages without inputs), the
+  // image named by image_from, or one TaskImage per image input (results' images stored as
+  // artifacts "input-<stage>-<n>").
+  absl::Status AddInputImages(const v1::JobRecord& record, const v1::StageRecord& stage,
+                              v1::StageTask* task);
   StartTimeouts TimeoutsFor(const v1::JobRecord& record) const;
   // Keeps `active_` and the active-jobs gauge in step with one watched revision.
   void Track(const std::string& job_id, const v1::JobRecord* record);

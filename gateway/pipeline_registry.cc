@@ -11,9 +11,11 @@
 #include "absl/strings/str_join.h"
 #include "gateway/job_logic.h"
 #include "google/protobuf/descriptor.h"
+#include "google/protobuf/dynamic_message.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "services/core/common/status_macros.h"
+#include "services/core/proto_path/proto_path.h"
 
 namespace imginterp::gateway {
 namespace {
@@ -59,6 +61,8 @@ absl::Status ValidateRequest(const std::string& source, const v1::PipelineSpec& 
                       absl::StrCat("request type '", stage.request().type_url(),
                                    "' is not a message type this gateway knows"));
   }
+  // A stage with inputs says where each of its images goes; others get the job's image.
+  if (!stage.inputs().empty()) return absl::OkStatus();
   const pb::FieldDescriptor* image = descriptor->FindFieldByName("image");
   if (image == nullptr || image->is_repeated() ||
       image->type() != pb::FieldDescriptor::TYPE_MESSAGE ||
@@ -67,6 +71,61 @@ absl::Status ValidateRequest(const std::string& source, const v1::PipelineSpec& 
                       absl::StrCat("request type '", type_name,
                                    "' has no field 'image' of type imginterp.v1.Image to "
                                    "receive the job's input"));
+  }
+  return absl::OkStatus();
+}
+
+// StageSpec.inputs: each source parses and, for a stage result, is a dependency; each target
+// is a field of the stage's request that can take the value (checked on a scratch request).
+absl::Status ValidateInputs(const std::string& source, const v1::PipelineSpec& pipeline,
+                            const v1::StageSpec& stage) {
+  if (stage.inputs().empty()) return absl::OkStatus();
+  if (!stage.image_from().empty()) {
+    return StageError(source, pipeline, stage,
+                      absl::StrCat("has both image_from and inputs; write image_from as "
+                                   "inputs { from: \"",
+                                   stage.image_from(), "\" to: \"image\" }"));
+  }
+  const pb::Descriptor* descriptor = pb::DescriptorPool::generated_pool()->FindMessageTypeByName(
+      TypeNameOf(stage.request().type_url()));
+  std::unique_ptr<pb::Message> scratch(
+      pb::MessageFactory::generated_factory()->GetPrototype(descriptor)->New());
+  if (!stage.request().UnpackTo(scratch.get())) {
+    return StageError(source, pipeline, stage, "its request does not parse");
+  }
+  std::set<std::string> parameters;
+  for (const v1::StageInput& input : stage.inputs()) {
+    absl::StatusOr<InputSource> from = ParseInputSource(input.from());
+    if (!from.ok()) {
+      return StageError(source, pipeline, stage, std::string(from.status().message()));
+    }
+    if (from->kind == InputSource::Kind::kStageResult &&
+        std::find(stage.depends_on().begin(), stage.depends_on().end(), from->stage) ==
+            stage.depends_on().end()) {
+      return StageError(source, pipeline, stage,
+                        absl::StrCat("input '", input.from(), "' names stage '", from->stage,
+                                     "', which must also be listed in depends_on"));
+    }
+    if (input.required() && from->kind != InputSource::Kind::kJobParameter) {
+      return StageError(
+          source, pipeline, stage,
+          absl::StrCat("input '", input.from(), "': only job parameters can be required"));
+    }
+    absl::Status target;
+    if (from->kind == InputSource::Kind::kJobParameter) {
+      if (!parameters.insert(from->parameter).second) {
+        return StageError(source, pipeline, stage,
+                          absl::StrCat("parameter '", from->parameter, "' is used twice"));
+      }
+      target = proto_path::CheckScalarPath(descriptor, input.to());
+    } else {
+      target = proto_path::PutImage(scratch.get(), input.to(), v1::Image());
+    }
+    if (!target.ok()) {
+      return StageError(
+          source, pipeline, stage,
+          absl::StrCat("input '", input.from(), "' to '", input.to(), "': ", target.message()));
+    }
   }
   return absl::OkStatus();
 }
@@ -80,6 +139,10 @@ absl::Status ValidatePipeline(const std::string& source, const v1::PipelineSpec&
   for (const v1::StageSpec& stage : pipeline.stages()) {
     if (!IsToken(stage.name())) {
       return StageError(source, pipeline, stage, "stage name must match [a-z0-9_-]+");
+    }
+    if (stage.name() == "job") {
+      return StageError(source, pipeline, stage,
+                        "'job' is reserved (inputs say job.image, job.parameters.<key>)");
     }
     if (!stages.emplace(stage.name(), &stage).second) {
       return StageError(source, pipeline, stage, "duplicate stage name");
@@ -102,7 +165,7 @@ absl::Status ValidatePipeline(const std::string& source, const v1::PipelineSpec&
       }
     }
     if (!stage.image_from().empty()) {
-      absl::StatusOr<ImageSource> from = ParseImageFrom(stage.image_from());
+      absl::StatusOr<InputSource> from = ParseImageFrom(stage.image_from());
       if (!from.ok()) {
         return StageError(source, pipeline, stage, std::string(from.status().message()));
       }
@@ -113,6 +176,7 @@ absl::Status ValidatePipeline(const std::string& source, const v1::PipelineSpec&
                                        "', which must also be listed in depends_on"));
       }
     }
+    IMGINTERP_RETURN_IF_ERROR(ValidateInputs(source, pipeline, stage));
   }
   // Depth-first search; a stage met again while still on the path closes a cycle.
   enum class Mark { kNew, kOnPath, kDone };
@@ -214,6 +278,28 @@ absl::StatusOr<const v1::PipelineSpec*> PipelineRegistry::Get(const std::string&
         absl::StrCat("no pipeline named '", name, "'; available: ", Names()));
   }
   return pipeline;
+}
+
+std::map<std::string, bool> PipelineRegistry::Parameters(const v1::PipelineSpec& pipeline) {
+  std::map<std::string, bool> parameters;
+  for (const v1::StageSpec& stage : pipeline.stages()) {
+    for (const v1::StageInput& input : stage.inputs()) {
+      absl::StatusOr<InputSource> from = ParseInputSource(input.from());
+      if (!from.ok() || from->kind != InputSource::Kind::kJobParameter) continue;
+      parameters[from->parameter] |= input.required();
+    }
+  }
+  return parameters;
+}
+
+bool PipelineRegistry::UsesJobImage(const v1::PipelineSpec& pipeline) {
+  for (const v1::StageSpec& stage : pipeline.stages()) {
+    if (stage.inputs().empty() && stage.image_from().empty()) return true;
+    for (const v1::StageInput& input : stage.inputs()) {
+      if (input.from() == "job.image") return true;
+    }
+  }
+  return false;
 }
 
 std::string PipelineRegistry::Names() const {

@@ -25,9 +25,12 @@ class PipelineRegistry {
                                                                  const std::string& source);
   // Validation rules: at least one pipeline; unique pipeline names and unique stage names
   // within a pipeline; names and families are KV/subject tokens [a-z0-9_-]+; at least one
-  // stage; depends_on names other stages of the same pipeline and the graph has no cycle; the
-  // request Any resolves to a linked message type that has a field `image` of type
-  // imginterp.v1.Image.
+  // stage; no stage is named "job"; depends_on names other stages of the same pipeline and the
+  // graph has no cycle; the request Any resolves to a linked message type that has a field
+  // `image` of type imginterp.v1.Image, unless the stage has inputs; image_from and inputs name
+  // stages the stage depends on, are not combined, and inputs lead to fields that can take
+  // them (an Image field for images, a scalar for a job parameter, each parameter once per
+  // stage).
   static absl::Status Validate(const v1::PipelinesConfig& config, const std::string& source);
 
   // nullptr when there is no such pipeline.
@@ -35,6 +38,12 @@ class PipelineRegistry {
   // NOT_FOUND naming the pipeline and listing the available ones.
   absl::StatusOr<const v1::PipelineSpec*> Get(const std::string& name) const;
   const v1::PipelinesConfig& config() const { return config_; }
+  // The job parameters `pipeline` reads (its stages' job.parameters.<key> inputs), sorted, and
+  // whether any stage requires each.
+  static std::map<std::string, bool> Parameters(const v1::PipelineSpec& pipeline);
+  // Whether any stage of `pipeline` takes the job's image (a stage without inputs or image_from,
+  // or a job.image input).
+  static bool UsesJobImage(const v1::PipelineSpec& pipeline);
   // Comma-separated pipeline names, in file order.
   std::string Names() const;
 

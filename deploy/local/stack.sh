@@ -31,7 +31,7 @@ cli="$build/gateway/imginterp"
 services() {
   echo "edges $((base + 1)) $((base + 101))"
   local offset=2 family
-  for family in classify pose segment detect upscale; do
+  for family in classify pose segment detect upscale generate clip; do
     if compgen -G "$store/$family/*/config.pbtxt" >/dev/null; then
       echo "$family $((base + offset)) $((base + 100 + offset)) --model_repository=$store/$family"
     elif [ "$family" != classify ] && [ "${1:-}" = verbose ]; then
@@ -100,7 +100,7 @@ start() {
 stop() {
   local names=(gateway)
   while read -r family _; do names+=("$family"); done < <(services)
-  names+=(classify pose segment detect upscale nats)
+  names+=(classify pose segment detect upscale generate clip nats)
   for name in "${names[@]}"; do
     [ -f "$state/$name.pid" ] || continue
     local pid

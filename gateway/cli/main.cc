@@ -50,6 +50,8 @@ struct Options {
   std::string service;
   std::string family;
   std::string idempotency_key;
+  // JSON object of job parameters, e.g. {"prompt": "a dancer", "seed": 7}.
+  std::string params;
   bool sync = false;
   bool quiet = false;
   int64_t timeout_seconds = 600;
@@ -231,6 +233,18 @@ int Run(const Options& options, const std::string& image_path) {
   job_request.set_pipeline(options.pipeline);
   job_request.mutable_image()->set_data(bytes);
   job_request.mutable_image()->set_media_type(MediaTypeOf(image_path));
+  if (!options.params.empty()) {
+    const nlohmann::json params = nlohmann::json::parse(options.params, nullptr, false);
+    if (!params.is_object()) {
+      std::cerr << "imginterp: --params must be a JSON object, e.g. '{\"prompt\": \"a cat\"}'\n";
+      return 2;
+    }
+    for (const auto& [key, value] : params.items()) {
+      // Parameters are text on the wire; the gateway converts them to each field's type.
+      (*job_request.mutable_parameters())[key] =
+          value.is_string() ? value.get<std::string>() : value.dump();
+    }
+  }
   std::string job_id;
   if (options.sync) {
     grpc::ClientContext context;
@@ -345,6 +359,9 @@ int Main(int argc, char** argv) {
   flags.Add("quiet", &options.quiet, "no progress output");
   flags.Add("timeout_seconds", &options.timeout_seconds, "deadline of a synchronous run");
   flags.Add("idempotency_key", &options.idempotency_key, "`run`: same key, same job");
+  flags.Add("params", &options.params,
+            "`run`: job parameters as a JSON object, e.g. '{\"prompt\": \"a cat\", \"seed\": 7}' "
+            "(`pipelines` lists each pipeline's parameters)");
   flags.Add("state", &options.state, "`jobs`: comma-separated states to list");
   flags.Add("service", &options.service, "`models`: service address; `health`: service name");
   flags.Add("family", &options.family, "`models`: family of the service (edges, classify, ...)");
@@ -387,6 +404,14 @@ int Main(int argc, char** argv) {
       }
       std::cout << pipeline.name() << ": " << absl::StrJoin(stages, ", ") << "\n    "
                 << pipeline.description() << "\n";
+      if (!pipeline.parameters().empty()) {
+        std::vector<std::string> names;
+        for (const auto& parameter : pipeline.parameters()) {
+          names.push_back(parameter.required() ? parameter.name() + " (required)"
+                                               : parameter.name());
+        }
+        std::cout << "    parameters: " << absl::StrJoin(names, ", ") << "\n";
+      }
     }
     return 0;
   }

@@ -7,22 +7,11 @@
 namespace imginterp::classify {
 namespace {
 
-class ClassifyGrpcService final : public v1::ClassifyService::CallbackService {
+class ClassifyGrpcService final
+    : public service::TypedService<v1::ClassifyService::CallbackService> {
  public:
-  explicit ClassifyGrpcService(service::ServiceCore& core) : core_(core) {}
-  grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
-                                     const v1::ClassifyRequest* request,
-                                     v1::ClassifyResponse* response) override {
-    return core_.Serve(context, request, response);
-  }
-  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
-                                       const v1::ListModelsRequest*,
-                                       v1::ListModelsResponse* response) override {
-    return core_.ListModels(context, response);
-  }
-
- private:
-  service::ServiceCore& core_;
+  using TypedService::TypedService;
+  IMGINTERP_SERVE_UNARY(Classify, v1::ClassifyRequest, v1::ClassifyResponse)
 };
 
 }  // namespace
@@ -30,12 +19,6 @@ class ClassifyGrpcService final : public v1::ClassifyService::CallbackService {
 
 int main(int argc, char** argv) {
   using namespace imginterp;
-  service::ServiceDefinition definition;
-  definition.handler = std::make_unique<classify::ClassifyHandler>();
-  definition.make_typed_service = [](service::ServiceCore& core) {
-    return std::make_unique<classify::ClassifyGrpcService>(core);
-  };
-  definition.default_grpc_port = 8102;
-  definition.default_metrics_port = 9102;
-  return service::ServiceMain(argc, argv, std::move(definition));
+  return service::RunFamilyService<classify::ClassifyGrpcService>(
+      argc, argv, std::make_unique<classify::ClassifyHandler>(), 8102, 9102);
 }

@@ -7,22 +7,10 @@
 namespace imginterp::detect {
 namespace {
 
-class DetectGrpcService final : public v1::DetectService::CallbackService {
+class DetectGrpcService final : public service::TypedService<v1::DetectService::CallbackService> {
  public:
-  explicit DetectGrpcService(service::ServiceCore& core) : core_(core) {}
-  grpc::ServerUnaryReactor* Detect(grpc::CallbackServerContext* context,
-                                   const v1::DetectRequest* request,
-                                   v1::DetectResponse* response) override {
-    return core_.Serve(context, request, response);
-  }
-  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
-                                       const v1::ListModelsRequest*,
-                                       v1::ListModelsResponse* response) override {
-    return core_.ListModels(context, response);
-  }
-
- private:
-  service::ServiceCore& core_;
+  using TypedService::TypedService;
+  IMGINTERP_SERVE_UNARY(Detect, v1::DetectRequest, v1::DetectResponse)
 };
 
 }  // namespace
@@ -30,12 +18,6 @@ class DetectGrpcService final : public v1::DetectService::CallbackService {
 
 int main(int argc, char** argv) {
   using namespace imginterp;
-  service::ServiceDefinition definition;
-  definition.handler = std::make_unique<detect::DetectHandler>();
-  definition.make_typed_service = [](service::ServiceCore& core) {
-    return std::make_unique<detect::DetectGrpcService>(core);
-  };
-  definition.default_grpc_port = 8105;
-  definition.default_metrics_port = 9105;
-  return service::ServiceMain(argc, argv, std::move(definition));
+  return service::RunFamilyService<detect::DetectGrpcService>(
+      argc, argv, std::make_unique<detect::DetectHandler>(), 8105, 9105);
 }

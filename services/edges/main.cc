@@ -7,22 +7,10 @@
 namespace imginterp::edges {
 namespace {
 
-class EdgesGrpcService final : public v1::EdgesService::CallbackService {
+class EdgesGrpcService final : public service::TypedService<v1::EdgesService::CallbackService> {
  public:
-  explicit EdgesGrpcService(service::ServiceCore& core) : core_(core) {}
-  grpc::ServerUnaryReactor* Detect(grpc::CallbackServerContext* context,
-                                   const v1::EdgesRequest* request,
-                                   v1::EdgesResponse* response) override {
-    return core_.Serve(context, request, response);
-  }
-  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
-                                       const v1::ListModelsRequest*,
-                                       v1::ListModelsResponse* response) override {
-    return core_.ListModels(context, response);
-  }
-
- private:
-  service::ServiceCore& core_;
+  using TypedService::TypedService;
+  IMGINTERP_SERVE_UNARY(Detect, v1::EdgesRequest, v1::EdgesResponse)
 };
 
 }  // namespace
@@ -30,12 +18,6 @@ class EdgesGrpcService final : public v1::EdgesService::CallbackService {
 
 int main(int argc, char** argv) {
   using namespace imginterp;
-  service::ServiceDefinition definition;
-  definition.handler = std::make_unique<edges::EdgesHandler>();
-  definition.make_typed_service = [](service::ServiceCore& core) {
-    return std::make_unique<edges::EdgesGrpcService>(core);
-  };
-  definition.default_grpc_port = 8101;
-  definition.default_metrics_port = 9101;
-  return service::ServiceMain(argc, argv, std::move(definition));
+  return service::RunFamilyService<edges::EdgesGrpcService>(
+      argc, argv, std::make_unique<edges::EdgesHandler>(), 8101, 9101);
 }

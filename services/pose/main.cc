@@ -8,14 +8,10 @@
 namespace imginterp::pose {
 namespace {
 
-class PoseGrpcService final : public v1::PoseService::CallbackService {
+class PoseGrpcService final : public service::TypedService<v1::PoseService::CallbackService> {
  public:
-  explicit PoseGrpcService(service::ServiceCore& core) : core_(core) {}
-  grpc::ServerUnaryReactor* Estimate(grpc::CallbackServerContext* context,
-                                     const v1::PoseRequest* request,
-                                     v1::PoseResponse* response) override {
-    return core_.Serve(context, request, response);
-  }
+  using TypedService::TypedService;
+  IMGINTERP_SERVE_UNARY(Estimate, v1::PoseRequest, v1::PoseResponse)
   // No model: drawing a map takes milliseconds, so it is done in the reactor (sizes are capped
   // by RenderOpenPose).
   grpc::ServerUnaryReactor* RenderPose(grpc::CallbackServerContext* context,
@@ -27,14 +23,6 @@ class PoseGrpcService final : public v1::PoseService::CallbackService {
     reactor->Finish(rpc::ToGrpcStatus(result.status()));
     return reactor;
   }
-  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
-                                       const v1::ListModelsRequest*,
-                                       v1::ListModelsResponse* response) override {
-    return core_.ListModels(context, response);
-  }
-
- private:
-  service::ServiceCore& core_;
 };
 
 }  // namespace
@@ -42,12 +30,6 @@ class PoseGrpcService final : public v1::PoseService::CallbackService {
 
 int main(int argc, char** argv) {
   using namespace imginterp;
-  service::ServiceDefinition definition;
-  definition.handler = std::make_unique<pose::PoseHandler>();
-  definition.make_typed_service = [](service::ServiceCore& core) {
-    return std::make_unique<pose::PoseGrpcService>(core);
-  };
-  definition.default_grpc_port = 8103;
-  definition.default_metrics_port = 9103;
-  return service::ServiceMain(argc, argv, std::move(definition));
+  return service::RunFamilyService<pose::PoseGrpcService>(
+      argc, argv, std::make_unique<pose::PoseHandler>(), 8103, 9103);
 }

@@ -7,22 +7,10 @@
 namespace imginterp::segment {
 namespace {
 
-class SegmentGrpcService final : public v1::SegmentService::CallbackService {
+class SegmentGrpcService final : public service::TypedService<v1::SegmentService::CallbackService> {
  public:
-  explicit SegmentGrpcService(service::ServiceCore& core) : core_(core) {}
-  grpc::ServerUnaryReactor* Segment(grpc::CallbackServerContext* context,
-                                    const v1::SegmentRequest* request,
-                                    v1::SegmentResponse* response) override {
-    return core_.Serve(context, request, response);
-  }
-  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
-                                       const v1::ListModelsRequest*,
-                                       v1::ListModelsResponse* response) override {
-    return core_.ListModels(context, response);
-  }
-
- private:
-  service::ServiceCore& core_;
+  using TypedService::TypedService;
+  IMGINTERP_SERVE_UNARY(Segment, v1::SegmentRequest, v1::SegmentResponse)
 };
 
 }  // namespace
@@ -30,12 +18,6 @@ class SegmentGrpcService final : public v1::SegmentService::CallbackService {
 
 int main(int argc, char** argv) {
   using namespace imginterp;
-  service::ServiceDefinition definition;
-  definition.handler = std::make_unique<segment::SegmentHandler>();
-  definition.make_typed_service = [](service::ServiceCore& core) {
-    return std::make_unique<segment::SegmentGrpcService>(core);
-  };
-  definition.default_grpc_port = 8104;
-  definition.default_metrics_port = 9104;
-  return service::ServiceMain(argc, argv, std::move(definition));
+  return service::RunFamilyService<segment::SegmentGrpcService>(
+      argc, argv, std::make_unique<segment::SegmentHandler>(), 8104, 9104);
 }

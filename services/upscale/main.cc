@@ -10,22 +10,10 @@
 namespace imginterp::upscale {
 namespace {
 
-class UpscaleGrpcService final : public v1::UpscaleService::CallbackService {
+class UpscaleGrpcService final : public service::TypedService<v1::UpscaleService::CallbackService> {
  public:
-  explicit UpscaleGrpcService(service::ServiceCore& core) : core_(core) {}
-  grpc::ServerUnaryReactor* Upscale(grpc::CallbackServerContext* context,
-                                    const v1::UpscaleRequest* request,
-                                    v1::UpscaleResponse* response) override {
-    return core_.Serve(context, request, response);
-  }
-  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
-                                       const v1::ListModelsRequest*,
-                                       v1::ListModelsResponse* response) override {
-    return core_.ListModels(context, response);
-  }
-
- private:
-  service::ServiceCore& core_;
+  using TypedService::TypedService;
+  IMGINTERP_SERVE_UNARY(Upscale, v1::UpscaleRequest, v1::UpscaleResponse)
 };
 
 // Family limits from the environment (ServiceMain owns the command line):
@@ -49,12 +37,7 @@ UpscaleOptions OptionsFromEnvironment() {
 
 int main(int argc, char** argv) {
   using namespace imginterp;
-  service::ServiceDefinition definition;
-  definition.handler = std::make_unique<upscale::UpscaleHandler>(upscale::OptionsFromEnvironment());
-  definition.make_typed_service = [](service::ServiceCore& core) {
-    return std::make_unique<upscale::UpscaleGrpcService>(core);
-  };
-  definition.default_grpc_port = 8106;
-  definition.default_metrics_port = 9106;
-  return service::ServiceMain(argc, argv, std::move(definition));
+  return service::RunFamilyService<upscale::UpscaleGrpcService>(
+      argc, argv, std::make_unique<upscale::UpscaleHandler>(upscale::OptionsFromEnvironment()),
+      8106, 9106);
 }

@@ -189,6 +189,87 @@ TEST_F(PipelineTest, ImageFromFeedsAnEarlierStagesMapToTheNextStage) {
   EXPECT_NE(results["second"].map().image().data(), of_input.map().image().data());
 }
 
+TEST_F(PipelineTest, InputsWireJobParametersAndEarlierResultsIntoStages) {
+  auto edges = v1::EdgesService::NewStub(Stack::Channel(edges_->address()));
+  const std::string png = MakePng(96, 80, 3);
+  auto run = [&](std::map<std::string, std::string> parameters) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + seconds(60));
+    v1::RunPipelineRequest request;
+    *request.mutable_job() = Job("wired", png);
+    request.mutable_job()->mutable_parameters()->insert(parameters.begin(), parameters.end());
+    v1::RunPipelineResponse response;
+    const grpc::Status status = stub_->RunPipeline(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.state(), v1::JOB_STATE_SUCCEEDED) << response.error().message();
+    std::map<std::string, v1::EdgesResponse> results;
+    for (const auto& result : response.results()) {
+      EXPECT_TRUE(result.response().UnpackTo(&results[result.stage()]));
+    }
+    return results;
+  };
+  auto direct = [&](const std::string& model, const v1::Image& image, float low, float high) {
+    grpc::ClientContext context;
+    v1::EdgesRequest request;
+    request.mutable_model()->set_name(model);
+    *request.mutable_image() = image;
+    if (low > 0) {
+      request.mutable_canny()->set_low_threshold(low);
+      request.mutable_canny()->set_high_threshold(high);
+    }
+    v1::EdgesResponse response;
+    EXPECT_TRUE(edges->Detect(&context, request, &response).ok());
+    return response.map().image().data();
+  };
+  v1::Image input;
+  input.set_data(png);
+
+  std::map<std::string, v1::EdgesResponse> low = run({{"low", "5"}, {"high", "20"}});
+  std::map<std::string, v1::EdgesResponse> high = run({{"low", "200"}, {"high", "400"}});
+  // The thresholds reached the first stage: each map is what canny with them gives directly.
+  EXPECT_EQ(low["first"].map().image().data(), direct("canny", input, 5, 20));
+  EXPECT_EQ(high["first"].map().image().data(), direct("canny", input, 200, 400));
+  EXPECT_NE(low["first"].map().image().data(), high["first"].map().image().data());
+  // The second stage ran on the first stage's map, not on the job's image.
+  EXPECT_EQ(low["second"].map().image().data(), direct("sobel", low["first"].map().image(), 0, 0));
+  EXPECT_NE(low["second"].map().image().data(), direct("sobel", input, 0, 0));
+}
+
+TEST_F(PipelineTest, JobParametersAreListedAndCheckedBeforeTheJobIsCreated) {
+  {
+    grpc::ClientContext context;
+    v1::ListPipelinesResponse pipelines;
+    ASSERT_TRUE(stub_->ListPipelines(&context, v1::ListPipelinesRequest(), &pipelines).ok());
+    std::vector<std::string> listed;
+    for (const v1::PipelineSpec& pipeline : pipelines.pipelines()) {
+      if (pipeline.name() != "wired") continue;
+      for (const v1::PipelineParameter& parameter : pipeline.parameters()) {
+        listed.push_back(parameter.name() + (parameter.required() ? "!" : ""));
+      }
+    }
+    EXPECT_EQ(listed, (std::vector<std::string>{"high", "low!"}));
+  }
+  struct Case {
+    std::map<std::string, std::string> parameters;
+    std::string expected;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{{"high", "20"}}, "needs parameter 'low'"},
+           {{{"low", "5"}, {"steps", "3"}}, "has no parameter 'steps'; its parameters: high, low"},
+           {{{"low", "five"}}, "parameter 'low' for stage 'first'"},
+       }) {
+    grpc::ClientContext context;
+    v1::SubmitJobRequest request;
+    *request.mutable_job() = Job("wired", MakePng(32, 32, 3));
+    request.mutable_job()->mutable_parameters()->insert(c.parameters.begin(), c.parameters.end());
+    v1::SubmitJobResponse response;
+    const grpc::Status status = stub_->SubmitJob(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.expected;
+    EXPECT_NE(status.error_message().find(c.expected), std::string::npos) << status.error_message();
+    EXPECT_TRUE(response.job_id().empty());
+  }
+}
+
 TEST_F(PipelineTest, ImageFromAFieldThatIsNotAnImageFailsTheStageNamingIt) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + seconds(60));

@@ -1,15 +1,19 @@
 // The `priors` pipeline of the default pipelines file on real photos, through the real gateway,
 // NATS and the services of the imported pretrained models (deploy/models/fetch-models.sh): the
 // families' answers are checked against each other (pose keypoints inside the person box that
-// detect found, the person mask where the person is), and upscale is appended to another stage
-// with image_from.
+// detect found, the person mask where the person is), upscale is appended to another stage with
+// image_from, and the `generate` pipeline turns a photo's priors into ranked generations (on the
+// tiny random-weight models of deploy/models/make_tiny_set.py) through SubmitJob and WatchJob.
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "gtest/gtest.h"
+#include "imginterp/v1/clip.pb.h"
 #include "imginterp/v1/detect.pb.h"
 #include "imginterp/v1/edges.pb.h"
+#include "imginterp/v1/generate.pb.h"
 #include "imginterp/v1/pose.pb.h"
 #include "imginterp/v1/segment.pb.h"
 #include "imginterp/v1/upscale.pb.h"
@@ -171,6 +175,95 @@ TEST_F(PriorsTest, UpscaleAppendedToAnotherStageRunsOnThatStagesMap) {
   const auto upscaled = Unpack<v1::UpscaleResponse>(response, "upscale");
   EXPECT_EQ(upscaled.scale(), 2);
   EXPECT_EQ(SizeOf(upscaled.image()), cv::Size(192, 160));
+}
+
+// Downloads a finished stage's typed result.
+template <typename T>
+T Download(v1::GatewayService::Stub& stub, const std::string& job_id, const std::string& stage) {
+  grpc::ClientContext context;
+  v1::DownloadResultRequest request;
+  request.set_job_id(job_id);
+  request.set_stage(stage);
+  auto reader = stub.DownloadResult(&context, request);
+  v1::ResultChunk chunk;
+  std::string bytes;
+  while (reader->Read(&chunk)) bytes += chunk.data();
+  EXPECT_TRUE(reader->Finish().ok()) << stage;
+  T message;
+  EXPECT_TRUE(message.ParseFromString(bytes)) << stage;
+  return message;
+}
+
+TEST_F(PriorsTest, GeneratePipelineRanksGenerationsFromAPhotosPriorsAndUpscalesTheBest) {
+  IMGINTERP_REQUIRE_SAMPLE("person.jpg");
+  IMGINTERP_REQUIRE_IMPORTED_MODEL("pose", "movenet-thunder");
+  IMGINTERP_REQUIRE_IMPORTED_MODEL("upscale", "esrgan-slim-x2");
+  IMGINTERP_REQUIRE_IMPORTED_MODEL("generate", "tiny-sd15");
+  IMGINTERP_REQUIRE_IMPORTED_MODEL("clip", "tiny-clip");
+  StartStack({"edges", "pose", "generate", "clip", "upscale"}, IMGINTERP_DEFAULT_PIPELINES);
+
+  grpc::ClientContext submit_context;
+  v1::SubmitJobRequest submit;
+  submit.mutable_job()->set_pipeline("generate");
+  submit.mutable_job()->mutable_image()->set_data(
+      ReadFile(test_support::SamplesDir() + "/person.jpg"));
+  auto& parameters = *submit.mutable_job()->mutable_parameters();
+  parameters["prompt"] = "a dancer on a stage";
+  parameters["steps"] = "2";
+  parameters["width"] = "64";
+  parameters["height"] = "48";
+  parameters["seed"] = "11";
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(stub_->SubmitJob(&submit_context, submit, &submitted).ok());
+
+  grpc::ClientContext watch_context;
+  watch_context.set_deadline(std::chrono::system_clock::now() + seconds(300));
+  v1::WatchJobRequest watch;
+  watch.set_job_id(submitted.job_id());
+  auto reader = stub_->WatchJob(&watch_context, watch);
+  v1::Job job;
+  while (reader->Read(&job)) {
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_EQ(job.record().state(), v1::JOB_STATE_SUCCEEDED) << job.record().error().message();
+  EXPECT_EQ(job.record().parameters().at("prompt"), "a dancer on a stage");
+
+  // One generation per prior and one from both, each at the requested size and seed.
+  std::map<std::string, v1::GenerateResponse> generated;
+  for (const char* stage : {"from-canny", "from-pose", "from-both"}) {
+    generated[stage] = Download<v1::GenerateResponse>(*stub_, submitted.job_id(), stage);
+    ASSERT_EQ(generated[stage].images_size(), 1) << stage;
+    EXPECT_EQ(SizeOf(generated[stage].images(0)), cv::Size(64, 48)) << stage;
+    ASSERT_EQ(generated[stage].seeds_size(), 1);
+    EXPECT_EQ(generated[stage].seeds(0), 11u);
+  }
+  // Same seed and prompt, different conditions: different images.
+  EXPECT_NE(generated["from-canny"].images(0).data(), generated["from-pose"].images(0).data());
+  EXPECT_NE(generated["from-canny"].images(0).data(), generated["from-both"].images(0).data());
+
+  // The ranking covers the three candidates in stage order, best first, with their images.
+  const auto rank = Download<v1::RankResponse>(*stub_, submitted.job_id(), "rank");
+  ASSERT_EQ(rank.ranked_size(), 3);
+  const std::vector<std::string> candidates = {generated["from-canny"].images(0).data(),
+                                               generated["from-pose"].images(0).data(),
+                                               generated["from-both"].images(0).data()};
+  std::set<int> indices;
+  for (int r = 0; r < rank.ranked_size(); ++r) {
+    const v1::RankedCandidate& c = rank.ranked(r);
+    indices.insert(c.index());
+    ASSERT_GE(c.index(), 0);
+    ASSERT_LT(c.index(), 3);
+    EXPECT_EQ(c.image().data(), candidates[c.index()]) << "rank " << r;
+    EXPECT_NE(c.text_cosine(), 0) << "ranked against the prompt";
+    EXPECT_NE(c.image_similarity(), 0) << "ranked against the photo";
+    if (r > 0) EXPECT_GE(rank.ranked(r - 1).combined_score(), c.combined_score());
+  }
+  EXPECT_EQ(indices.size(), 3u);
+
+  // The best one, upscaled x2.
+  const auto upscaled = Download<v1::UpscaleResponse>(*stub_, submitted.job_id(), "upscale");
+  EXPECT_EQ(upscaled.scale(), 2);
+  EXPECT_EQ(SizeOf(upscaled.image()), cv::Size(128, 96));
 }
 
 }  // namespace

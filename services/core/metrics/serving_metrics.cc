@@ -57,7 +57,8 @@ const std::vector<double>& ServingMetrics::BatchSizeBuckets() {
 class ServingMetrics::Impl {
  public:
   Impl(prometheus::Registry& registry, std::string service)
-      : service_(std::move(service)),
+      : registry_(registry),
+        service_(std::move(service)),
         requests_(prometheus::BuildCounter()
                       .Name("imginterp_requests_total")
                       .Help("Requests finished by a model service, by model, version and status "
@@ -127,6 +128,39 @@ class ServingMetrics::Impl {
     return *histogram;
   }
 
+  prometheus::Gauge* FamilyGauge(const std::string& name, const std::string& help,
+                                 const std::string& model, const std::string& version) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (family_histograms_.count(name) != 0) return nullptr;
+    auto& family = family_gauges_[name];
+    if (family.family == nullptr) {
+      family.family = &prometheus::BuildGauge().Name(name).Help(help).Register(registry_);
+    }
+    prometheus::Gauge*& child = family.children[{model, version}];
+    if (child == nullptr) {
+      child = &family.family->Add({{"service", service_}, {"model", model}, {"version", version}});
+    }
+    return child;
+  }
+
+  prometheus::Histogram* FamilyHistogram(const std::string& name, const std::string& help,
+                                         const std::vector<double>& buckets,
+                                         const std::string& model, const std::string& version) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (family_gauges_.count(name) != 0) return nullptr;
+    auto& family = family_histograms_[name];
+    if (family.family == nullptr) {
+      family.family = &prometheus::BuildHistogram().Name(name).Help(help).Register(registry_);
+      family.buckets = buckets;
+    }
+    prometheus::Histogram*& child = family.children[{model, version}];
+    if (child == nullptr) {
+      child = &family.family->Add({{"service", service_}, {"model", model}, {"version", version}},
+                                  family.buckets);
+    }
+    return child;
+  }
+
   // The children that need no extra label, all made when the model version is first seen.
   Children& ModelChildren(const std::string& model, const std::string& version) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -148,6 +182,15 @@ class ServingMetrics::Impl {
     return children;
   }
 
+  // A family-defined metric family and its children per (model, version).
+  template <typename Metric>
+  struct FamilyMetric {
+    prometheus::Family<Metric>* family = nullptr;
+    std::vector<double> buckets;
+    std::map<std::pair<std::string, std::string>, Metric*> children;
+  };
+
+  prometheus::Registry& registry_;
   const std::string service_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& duration_;
@@ -159,6 +202,8 @@ class ServingMetrics::Impl {
   std::mutex mu_;
   // std::map: references to its values stay valid while other entries are added.
   std::map<std::pair<std::string, std::string>, Children> children_;
+  std::map<std::string, FamilyMetric<prometheus::Gauge>> family_gauges_;          // guarded by mu_
+  std::map<std::string, FamilyMetric<prometheus::Histogram>> family_histograms_;  // guarded by mu_
 };
 
 ServingMetrics::ServingMetrics(prometheus::Registry& registry, std::string service)
@@ -189,6 +234,22 @@ void ServingMetrics::AddInFlight(const std::string& model, const std::string& ve
 void ServingMetrics::SetModelLoadSeconds(const std::string& model, const std::string& version,
                                          double seconds) {
   impl_->ModelChildren(model, version).load_seconds->Set(seconds);
+}
+
+void ServingMetrics::SetFamilyGauge(const std::string& name, const std::string& help,
+                                    const std::string& model, const std::string& version,
+                                    double value) {
+  if (prometheus::Gauge* gauge = impl_->FamilyGauge(name, help, model, version)) gauge->Set(value);
+}
+
+void ServingMetrics::ObserveFamilyHistogram(const std::string& name, const std::string& help,
+                                            const std::vector<double>& buckets,
+                                            const std::string& model, const std::string& version,
+                                            double value) {
+  if (prometheus::Histogram* histogram =
+          impl_->FamilyHistogram(name, help, buckets, model, version)) {
+    histogram->Observe(value);
+  }
 }
 
 }  // namespace imginterp::metrics

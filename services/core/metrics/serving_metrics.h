@@ -57,6 +57,16 @@ class ServingMetrics {
   // How long loading (and warming up) the model version took, in seconds.
   void SetModelLoadSeconds(const std::string& model, const std::string& version, double seconds);
 
+  // A family's own measurements (e.g. imginterp_generate_step_seconds), labelled {service, model,
+  // version} like the standard families. A name is registered on the registry at first use, with
+  // `help` (and `buckets`) of that first use; a name already used for the other kind of metric is
+  // ignored (a programming error that must not take down serving).
+  void SetFamilyGauge(const std::string& name, const std::string& help, const std::string& model,
+                      const std::string& version, double value);
+  void ObserveFamilyHistogram(const std::string& name, const std::string& help,
+                              const std::vector<double>& buckets, const std::string& model,
+                              const std::string& version, double value);
+
   // Latency buckets shared by every histogram, in seconds: fit both 2 ms and 60 s models.
   static const std::vector<double>& LatencyBuckets();
   // Buckets of imginterp_batch_size: 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64.

@@ -94,10 +94,11 @@ absl::Status ValidateName(const std::string& name) {
 
 // Checks the fields the rest of the system relies on; `where` names the file for messages.
 absl::Status ValidateConfig(const v1::ModelConfig& config, const std::string& where) {
-  if (config.backend() != "torchscript" && config.backend() != "builtin") {
+  if (config.backend() != "torchscript" && config.backend() != "native" &&
+      config.backend() != "builtin") {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": backend '", config.backend(),
-                     "' is not supported (use \"torchscript\" or \"builtin\")"));
+                     "' is not supported (use \"torchscript\", \"native\" or \"builtin\")"));
   }
   struct NonNegative {
     const char* field;

@@ -47,7 +47,7 @@ class ModelRepository {
   // whose folder (after resolving symlinks) lies outside the root; NOT_FOUND for a model that is
   // not in the repository (naming the available ones); INVALID_ARGUMENT for a config that does
   // not parse (naming file, line and column), whose `name` differs from the folder, or whose
-  // backend is not "torchscript" or "builtin".
+  // backend is not "torchscript", "native" or "builtin".
   absl::StatusOr<v1::ModelConfig> ReadConfig(const std::string& name) const;
 
   // Integer-named subfolders of the model folder, ascending; other folders are ignored. A

@@ -23,6 +23,10 @@ class ModelInferResponse;
 class ModelMetadataResponse;
 }  // namespace inference
 
+namespace imginterp::metrics {
+class ServingMetrics;
+}
+
 namespace imginterp::service {
 
 // One request inside a batch. The core owns it; a ModelInstance fills `response` and sets
@@ -92,6 +96,9 @@ struct ModelLoadInfo {
   std::string version_dir;
   // Labels from config.labels_file, if any.
   std::vector<std::string> labels;
+  // The service's metrics, for a family's own metric families (ServingMetrics::SetFamilyGauge,
+  // ObserveFamilyHistogram). Outlives the instance; null in tests that build instances directly.
+  metrics::ServingMetrics* metrics = nullptr;
 };
 
 // A model family: stateless apart from its configuration; thread-safe.
@@ -106,6 +113,16 @@ class FamilyHandler {
   // `ModelId model` and `Image image`).
   virtual const google::protobuf::Message& request_prototype() const = 0;
   virtual const google::protobuf::Message& response_prototype() const = 0;
+  // The request types the family takes from the job bus, each with its response type. Default:
+  // request_prototype() answered by response_prototype(). A family with several typed methods
+  // (clip: Score, Rank, Embed) lists them all; its ModelInstance tells them apart by type.
+  struct BusMethod {
+    const google::protobuf::Message* request;
+    const google::protobuf::Message* response;
+  };
+  virtual std::vector<BusMethod> BusMethods() const {
+    return {{&request_prototype(), &response_prototype()}};
+  }
   // Models built into the service (no repository), with their configuration.
   virtual std::vector<v1::ModelConfig> BuiltinModels() const { return {}; }
   // Whether the service needs a model repository (torchscript models).
@@ -124,6 +141,8 @@ class FamilyHandler {
                                 inference::ModelInferResponse* out) const = 0;
   // KServe v2 metadata: the outputs ToKServe produces.
   virtual void DescribeKServeOutputs(inference::ModelMetadataResponse* metadata) const = 0;
+  // KServe v2 metadata: the inputs KServeToTypedRequest reads. Default: one BYTES "image".
+  virtual void DescribeKServeInputs(inference::ModelMetadataResponse* metadata) const;
 };
 
 }  // namespace imginterp::service

@@ -4,7 +4,9 @@
 
 #include <chrono>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "google/protobuf/util/time_util.h"
 #include "services/core/common/logging.h"
 #include "services/core/common/status_macros.h"
@@ -12,6 +14,7 @@
 #include "services/core/jobbus/job_store.h"
 #include "services/core/jobbus/key_value.h"
 #include "services/core/jobbus/nats_connection.h"
+#include "services/core/proto_path/proto_path.h"
 #include "services/core/service/family_handler.h"
 #include "services/core/service/model_host.h"
 #include "services/core/service/proto_fields.h"
@@ -200,8 +203,15 @@ void JobWorker::Begin(std::unique_ptr<jobbus::TaskDelivery> delivery) {
 
   auto running = std::make_shared<Running>();
   running->delivery = std::move(delivery);
-  running->request.reset(handler_.request_prototype().New());
-  running->response.reset(handler_.response_prototype().New());
+  // The family's bus method whose request type the task carries (the first one if none).
+  const std::vector<FamilyHandler::BusMethod> methods = handler_.BusMethods();
+  const FamilyHandler::BusMethod* method = &methods.front();
+  const std::string& type_url = task.request().type_url();
+  for (const FamilyHandler::BusMethod& candidate : methods) {
+    if (absl::EndsWith(type_url, "/" + candidate.request->GetTypeName())) method = &candidate;
+  }
+  running->request.reset(method->request->New());
+  running->response.reset(method->response->New());
   {
     std::lock_guard<std::mutex> lock(mu_);
     running->id = next_id_++;
@@ -209,9 +219,11 @@ void JobWorker::Begin(std::unique_ptr<jobbus::TaskDelivery> delivery) {
   }
   const v1::StageTask& t = running->delivery->task();
   if (!t.request().UnpackTo(running->request.get())) {
+    std::vector<std::string> types;
+    for (const FamilyHandler::BusMethod& m : methods) types.push_back(m.request->GetTypeName());
     Finish(running, absl::InvalidArgumentError(absl::StrCat(
                         "the task's request is ", t.request().type_url(), "; the ",
-                        handler_.family(), " family takes ", running->request->GetTypeName())));
+                        handler_.family(), " family takes ", absl::StrJoin(types, ", "))));
     return;
   }
   if (t.has_image()) {
@@ -221,6 +233,19 @@ void JobWorker::Begin(std::unique_ptr<jobbus::TaskDelivery> delivery) {
       return;
     }
     if (auto s = SetImage(running->request.get(), *bytes, t.image().content_type()); !s.ok()) {
+      Finish(running, s);
+      return;
+    }
+  }
+  for (const v1::TaskImage& input : t.images()) {
+    auto bytes = artifacts_->Get(t.job_id(), input.image());
+    if (!bytes.ok()) {
+      Finish(running, bytes.status());
+      return;
+    }
+    v1::Image image;
+    image.set_data(*std::move(bytes));
+    if (auto s = proto_path::PutImage(running->request.get(), input.to(), image); !s.ok()) {
       Finish(running, s);
       return;
     }

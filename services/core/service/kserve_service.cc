@@ -4,7 +4,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/descriptor.h"
 #include "grpcpp/grpcpp.h"
+#include "imginterp/v1/common.pb.h"
 #include "services/core/common/logging.h"
 #include "services/core/rpc/grpc_status.h"
 #include "services/core/service/family_handler.h"
@@ -32,31 +34,22 @@ absl::StatusOr<int64_t> ParseVersion(const std::string& version) {
   return v;
 }
 
-// The encoded image of the BYTES input: from typed contents or from raw_input_contents, whose
-// BYTES elements carry a 4-byte little-endian length prefix.
-absl::StatusOr<std::string> ImageBytes(const inference::ModelInferRequest& in) {
-  int index = -1;
-  for (int i = 0; i < in.inputs_size(); ++i) {
-    if (in.inputs(i).name() == "image") index = i;
-  }
-  if (index < 0 && in.inputs_size() == 1) index = 0;
-  if (index < 0) {
-    return absl::InvalidArgumentError(
-        "ModelInfer needs one BYTES input named \"image\" holding the encoded image");
-  }
+// The single element of BYTES input `index`: from typed contents or from raw_input_contents,
+// whose BYTES elements carry a 4-byte little-endian length prefix.
+absl::StatusOr<std::string> BytesInput(const inference::ModelInferRequest& in, int index,
+                                       const std::string& what) {
   const auto& input = in.inputs(index);
   if (input.datatype() != "BYTES") {
     return absl::InvalidArgumentError(absl::StrCat("input '", input.name(),
-                                                   "' must have datatype BYTES (encoded image), "
-                                                   "not ",
+                                                   "' must have datatype BYTES (", what, "), not ",
                                                    input.datatype()));
   }
   int64_t elements = 1;
   for (int64_t d : input.shape()) elements *= d;
   if (elements != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("input '", input.name(), "' must hold exactly one image (shape [1]); got ",
-                     elements, " elements: send one request per image, the server batches them"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input '", input.name(), "' must hold exactly one element (shape [1]); got ", elements,
+        " elements: send one request per ", what, ", the server batches them"));
   }
   if (in.raw_input_contents_size() > 0) {
     if (in.raw_input_contents_size() != in.inputs_size()) {
@@ -78,6 +71,58 @@ absl::StatusOr<std::string> ImageBytes(const inference::ModelInferRequest& in) {
         absl::StrCat("input '", input.name(), "' has no bytes_contents"));
   }
   return input.contents().bytes_contents(0);
+}
+
+// The encoded image of the BYTES input named "image" (or the only input).
+absl::StatusOr<std::string> ImageBytes(const inference::ModelInferRequest& in) {
+  int index = -1;
+  for (int i = 0; i < in.inputs_size(); ++i) {
+    if (in.inputs(i).name() == "image") index = i;
+  }
+  if (index < 0 && in.inputs_size() == 1) index = 0;
+  if (index < 0) {
+    return absl::InvalidArgumentError(
+        "ModelInfer needs one BYTES input named \"image\" holding the encoded image");
+  }
+  return BytesInput(in, index, "encoded image");
+}
+
+// The top-level field a BYTES input named `name` fills: a non-repeated string/bytes field or an
+// imginterp.v1.Image field; null if there is none.
+const google::protobuf::FieldDescriptor* BytesTarget(const google::protobuf::Message& typed,
+                                                     const std::string& name) {
+  using google::protobuf::FieldDescriptor;
+  const FieldDescriptor* field = typed.GetDescriptor()->FindFieldByName(name);
+  if (field == nullptr || field->is_repeated()) return nullptr;
+  if (field->cpp_type() == FieldDescriptor::CPPTYPE_STRING) return field;
+  if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE &&
+      field->message_type()->full_name() == v1::Image::descriptor()->full_name()) {
+    return field;
+  }
+  return nullptr;
+}
+
+// Fills the fields named by BYTES inputs; returns how many inputs were used.
+absl::StatusOr<int> ApplyNamedInputs(const inference::ModelInferRequest& in,
+                                     google::protobuf::Message* typed) {
+  int used = 0;
+  for (int i = 0; i < in.inputs_size(); ++i) {
+    const google::protobuf::FieldDescriptor* field = BytesTarget(*typed, in.inputs(i).name());
+    if (field == nullptr) continue;
+    const bool is_image = field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE;
+    auto bytes = BytesInput(in, i, is_image ? "encoded image" : "text");
+    if (!bytes.ok()) return bytes.status();
+    const auto* reflection = typed->GetReflection();
+    if (is_image) {
+      v1::Image image;
+      image.set_data(*std::move(bytes));
+      reflection->MutableMessage(typed, field)->CopyFrom(image);
+    } else {
+      reflection->SetString(typed, field, *std::move(bytes));
+    }
+    ++used;
+  }
+  return used;
 }
 
 absl::Status ApplyParameters(
@@ -115,11 +160,23 @@ absl::Status KServeToTypedRequest(const inference::ModelInferRequest& in,
                                   google::protobuf::Message* typed) {
   auto version = ParseVersion(in.model_version());
   if (!version.ok()) return version.status();
-  auto image = ImageBytes(in);
-  if (!image.ok()) return image.status();
   SetModelRef(typed, {in.model_name(), *version});
-  if (auto s = SetImage(typed, *image, ""); !s.ok()) return s;
+  auto named = ApplyNamedInputs(in, typed);
+  if (!named.ok()) return named.status();
+  if (*named == 0) {
+    // No input names a field: the single image input of the image-in families.
+    auto image = ImageBytes(in);
+    if (!image.ok()) return image.status();
+    if (auto s = SetImage(typed, *image, ""); !s.ok()) return s;
+  }
   return ApplyParameters(in.parameters(), typed);
+}
+
+void FamilyHandler::DescribeKServeInputs(inference::ModelMetadataResponse* metadata) const {
+  auto* image = metadata->add_inputs();
+  image->set_name("image");
+  image->set_datatype("BYTES");
+  image->add_shape(1);
 }
 
 KServeService::KServeService(const FamilyHandler& handler, ModelHost& host,
@@ -169,10 +226,7 @@ grpc::ServerUnaryReactor* KServeService::ModelMetadata(
     for (int64_t v : info.versions()) response->add_versions(std::to_string(v));
     response->set_platform(info.backend() == "torchscript" ? "pytorch_libtorch"
                                                            : "imginterp_" + handler_.family());
-    auto* image = response->add_inputs();
-    image->set_name("image");
-    image->set_datatype("BYTES");
-    image->add_shape(1);
+    handler_.DescribeKServeInputs(response);
     handler_.DescribeKServeOutputs(response);
     return FinishNow(context, absl::OkStatus());
   }

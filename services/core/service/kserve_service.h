@@ -1,8 +1,10 @@
 // KServe v2 / Open Inference Protocol (inference.GRPCInferenceService) for any family, beside
 // its typed API, so Triton and KServe clients work unchanged. Inputs: one BYTES tensor holding
 // the encoded image (named "image", or the only input), and request parameters named after
-// typed request fields ("top_k", "canny.low_threshold"). Outputs come from the family's
-// FamilyHandler::ToKServe.
+// typed request fields ("top_k", "canny.low_threshold"). A BYTES input named after a top-level
+// string/bytes field or `Image` field of the typed request fills that field ("prompt",
+// "init_image"), so families whose requests carry text or several images need nothing more.
+// Outputs come from the family's FamilyHandler::ToKServe.
 //
 // Thread-safe.
 #pragma once

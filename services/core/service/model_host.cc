@@ -150,6 +150,7 @@ absl::Status ModelHost::LoadInto(Slot& slot, const v1::ModelConfig& config, int6
   info.version = version;
   info.config = config;
   info.version_dir = version_dir;
+  info.metrics = &metrics_;
   std::unique_ptr<model::ModelRunner> runner;
   if (config.backend() == "torchscript") {
     model::TorchScriptOptions runner_options;

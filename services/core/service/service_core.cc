@@ -52,6 +52,38 @@ grpc::ServerUnaryReactor* ServiceCore::Serve(grpc::CallbackServerContext* contex
   return reactor;
 }
 
+namespace detail {
+
+void SubmitStreaming(ModelHost& host, grpc::CallbackServerContext* context,
+                     const google::protobuf::Message* request, google::protobuf::Message* response,
+                     std::function<bool()> cancelled, std::function<void(int, int)> progress,
+                     std::function<void(const absl::Status&)> done) {
+  const std::string trace_id = TraceIdOf(*context);
+  common::ScopedTraceId trace(trace_id);
+  const ModelRef ref = GetModelRef(*request);
+  Submission submission;
+  submission.model = ref.name;
+  submission.version = ref.version;
+  submission.request = request;
+  submission.response = response;
+  submission.deadline = SteadyDeadline(*context);
+  submission.cancelled = [context, cancelled = std::move(cancelled)] {
+    return cancelled() || context->IsCancelled();
+  };
+  submission.progress = std::move(progress);
+  submission.done = [trace_id, name = ref.name, done = std::move(done)](const absl::Status& status,
+                                                                        int64_t) {
+    if (!status.ok()) {
+      common::ScopedTraceId trace(trace_id);
+      IMGINTERP_LOG(Info) << "streamed request for model '" << name << "' failed: " << status;
+    }
+    done(status);
+  };
+  host.Submit(std::move(submission));
+}
+
+}  // namespace detail
+
 grpc::ServerUnaryReactor* ServiceCore::ListModels(grpc::CallbackServerContext* context,
                                                   v1::ListModelsResponse* response) {
   for (auto& info : host_.ListModels()) *response->add_models() = std::move(info);

@@ -1,7 +1,7 @@
 // The whole life of a model-service process, shared by every family: flags and environment,
 // metrics endpoint, model loading and warm-up, gRPC (typed API + KServe v2 + health +
 // reflection), the NATS worker, reload on SIGHUP and graceful shutdown on SIGTERM/SIGINT.
-// A family's main() is a call to ServiceMain.
+// A family's main() is a call to RunFamilyService.
 #pragma once
 
 #include <functional>
@@ -25,5 +25,20 @@ struct ServiceDefinition {
 };
 
 int ServiceMain(int argc, char** argv, ServiceDefinition definition);
+
+// A family's main(): ServiceMain with `GrpcService` (its TypedService, service_core.h) as the
+// typed API.
+template <typename GrpcService>
+int RunFamilyService(int argc, char** argv, std::unique_ptr<FamilyHandler> handler,
+                     int default_grpc_port, int default_metrics_port) {
+  ServiceDefinition definition;
+  definition.handler = std::move(handler);
+  definition.make_typed_service = [](ServiceCore& core) {
+    return std::make_unique<GrpcService>(core);
+  };
+  definition.default_grpc_port = default_grpc_port;
+  definition.default_metrics_port = default_metrics_port;
+  return ServiceMain(argc, argv, std::move(definition));
+}
 
 }  // namespace imginterp::service

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 #include "services/core/common/status_macros.h"
 
@@ -49,10 +51,10 @@ absl::Status CheckInputs(const UNet2DConditionModelImpl& unet,
                        unit.model->config().conditioning_channels, ", H, W]"));
     }
     if (unit.guidance_start < 0 || unit.guidance_end > 1 ||
-        unit.guidance_start >= unit.guidance_end) {
+        unit.guidance_start > unit.guidance_end) {
       return absl::InvalidArgumentError(absl::StrCat("controlnet ", i, " guidance window [",
                                                      unit.guidance_start, ", ", unit.guidance_end,
-                                                     "] must satisfy 0 <= start < end <= 1"));
+                                                     "] must satisfy 0 <= start <= end <= 1"));
     }
   }
   return absl::OkStatus();
@@ -61,13 +63,21 @@ absl::Status CheckInputs(const UNet2DConditionModelImpl& unet,
 absl::StatusOr<at::Tensor> Denoise(UNet2DConditionModelImpl& unet,
                                    const std::vector<ControlNetUnit>& controlnets,
                                    Scheduler& scheduler, const DenoiseInputs& inputs,
-                                   const DenoiseOptions& options, const DenoiseCallback& callback) {
+                                   const DenoiseOptions& options, const DenoiseCallback& callback,
+                                   DenoiseTimings* timings) {
   const bool guidance = options.guidance_scale > 1.0;
   IMGINTERP_RETURN_IF_ERROR(CheckInputs(unet, controlnets, inputs, guidance));
-  const std::vector<double>& timesteps = scheduler.Timesteps();
-  if (timesteps.empty()) {
+  const std::vector<double>& all_timesteps = scheduler.Timesteps();
+  if (all_timesteps.empty()) {
     return absl::FailedPreconditionError("the scheduler has no timesteps; call SetTimesteps()");
   }
+  if (options.start_index < 0 || options.start_index >= static_cast<int>(all_timesteps.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("start_index ", options.start_index,
+                                                   " is outside the scheduler's ",
+                                                   all_timesteps.size(), " timesteps"));
+  }
+  const std::vector<double> timesteps(all_timesteps.begin() + options.start_index,
+                                      all_timesteps.end());
   const at::Tensor& weight = unet.conv_in->weight;
   const auto to_model = [&](const at::Tensor& t) {
     return t.to(weight.device(), weight.scalar_type());
@@ -105,6 +115,7 @@ absl::StatusOr<at::Tensor> Denoise(UNet2DConditionModelImpl& unet,
       IMGINTERP_ASSIGN_OR_RETURN(control_input, scheduler.ScaleModelInput(latents, t));
     }
 
+    const auto control_begin = std::chrono::steady_clock::now();
     ControlNetOutput residuals;
     for (size_t c = 0; c < controlnets.size(); ++c) {
       const ControlNetUnit& unit = controlnets[c];
@@ -121,6 +132,10 @@ absl::StatusOr<at::Tensor> Denoise(UNet2DConditionModelImpl& unet,
       for (auto& r : residuals.down_block_res_samples) r = torch::cat({torch::zeros_like(r), r});
       residuals.mid_block_res_sample = torch::cat(
           {torch::zeros_like(residuals.mid_block_res_sample), residuals.mid_block_res_sample});
+    }
+    if (timings != nullptr) {
+      timings->controlnet_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - control_begin).count();
     }
     at::Tensor noise_pred =
         unet.forward(model_input, t_tensor, unet_embeds, residuals.down_block_res_samples,
@@ -146,10 +161,11 @@ absl::StatusOr<at::Tensor> DenoiseLatents(UNet2DConditionModelImpl& unet,
                                           const std::vector<ControlNetUnit>& controlnets,
                                           Scheduler& scheduler, const DenoiseInputs& inputs,
                                           const DenoiseOptions& options,
-                                          const DenoiseCallback& callback) {
+                                          const DenoiseCallback& callback,
+                                          DenoiseTimings* timings) {
   torch::NoGradGuard no_grad;
   try {
-    return Denoise(unet, controlnets, scheduler, inputs, options, callback);
+    return Denoise(unet, controlnets, scheduler, inputs, options, callback, timings);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("denoising failed: ", e.what_without_backtrace()));
   }

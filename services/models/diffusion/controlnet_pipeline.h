@@ -29,7 +29,8 @@ struct ControlNetUnit {
   // [1 or B, 3, 8h, 8w] in [0, 1] (diffusers' control image processor does not normalise), RGB.
   at::Tensor image;
   double conditioning_scale = 1.0;
-  // Fraction of the steps during which the ControlNet is applied ([0, 1] = always).
+  // Fraction of the steps during which the ControlNet is applied ([0, 1] = always; start == end
+  // = never, which is how a caller switches a condition off without changing the run).
   double guidance_start = 0.0;
   double guidance_end = 1.0;
 };
@@ -54,14 +55,23 @@ struct DenoiseOptions {
   bool scale_initial_latents = true;
   // Passed to every Scheduler::Step (eta for DDIM, generator for ancestral samplers).
   StepOptions step;
+  // The index in the scheduler's Timesteps() of the first step run: img2img starts late
+  // (diffusers' t_start). The guidance windows count over the steps actually run.
+  int start_index = 0;
+};
+
+// Where the time of a denoising run went (seconds, added to).
+struct DenoiseTimings {
+  double controlnet_seconds = 0;
 };
 
 // Called after each step with the number of steps done and the total; return false to stop (the
 // loop then fails with CANCELLED).
 using DenoiseCallback = std::function<bool(int steps_done, int num_steps)>;
 
-// Runs every timestep of `scheduler` (SetTimesteps() already called) and returns the final
-// latents, as the pipeline does before decoding. The latents and embeddings are moved to the
+// Runs the timesteps of `scheduler` (SetTimesteps() already called) from options.start_index
+// and returns the final latents, as the pipeline does before decoding. `timings`, when given,
+// receives the ControlNet share of the time. The latents and embeddings are moved to the
 // UNet's dtype and device. INVALID_ARGUMENT for inconsistent shapes (message names the input),
 // CANCELLED when the callback says stop, INTERNAL for LibTorch failures; scheduler errors are
 // passed on.
@@ -69,7 +79,8 @@ absl::StatusOr<at::Tensor> DenoiseLatents(UNet2DConditionModelImpl& unet,
                                           const std::vector<ControlNetUnit>& controlnets,
                                           Scheduler& scheduler, const DenoiseInputs& inputs,
                                           const DenoiseOptions& options = {},
-                                          const DenoiseCallback& callback = nullptr);
+                                          const DenoiseCallback& callback = nullptr,
+                                          DenoiseTimings* timings = nullptr);
 
 // vae.Decode(latents / scaling_factor + shift_factor), mapped from [-1, 1] to [0, 1] and clamped:
 // [B, 3, 8h, 8w] in the VAE's dtype.

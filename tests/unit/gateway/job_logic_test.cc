@@ -238,10 +238,10 @@ TEST(TimestampTest, RoundTripsAndTreatsUnsetAsUnknown) {
 }
 
 TEST(ImageFromTest, SplitsTheStageFromTheFieldPath) {
-  absl::StatusOr<ImageSource> source = ParseImageFrom("canny.map.image");
+  absl::StatusOr<InputSource> source = ParseImageFrom("canny.map.image");
   ASSERT_TRUE(source.ok()) << source.status();
   EXPECT_EQ(source->stage, "canny");
-  EXPECT_THAT(source->field_path, ElementsAre("map", "image"));
+  EXPECT_EQ(source->field_path, "map.image");
 }
 
 TEST(ImageFromTest, RejectsAStageWithoutAFieldAndEmptyParts) {
@@ -253,35 +253,131 @@ TEST(ImageFromTest, RejectsAStageWithoutAFieldAndEmptyParts) {
 TEST(ImageFromTest, ExtractsTheImageBytesAtTheFieldPath) {
   v1::EdgesResponse response;
   response.mutable_map()->mutable_image()->set_data("png bytes");
-  absl::StatusOr<std::string> image = ExtractImage("type.googleapis.com/imginterp.v1.EdgesResponse",
-                                                   response.SerializeAsString(), {"map", "image"});
-  ASSERT_TRUE(image.ok()) << image.status();
-  EXPECT_EQ(*image, "png bytes");
+  absl::StatusOr<std::vector<std::string>> images = ExtractImages(
+      "type.googleapis.com/imginterp.v1.EdgesResponse", response.SerializeAsString(), "map.image");
+  ASSERT_TRUE(images.ok()) << images.status();
+  EXPECT_THAT(*images, ElementsAre("png bytes"));
 }
 
 TEST(ImageFromTest, NamesTheFieldThatIsMissingOrNotAnImage) {
   v1::EdgesResponse response;
   response.mutable_map()->mutable_image()->set_data("png bytes");
   const std::string type = "type.googleapis.com/imginterp.v1.EdgesResponse";
-  absl::Status missing = ExtractImage(type, response.SerializeAsString(), {"maps"}).status();
+  absl::Status missing = ExtractImages(type, response.SerializeAsString(), "maps").status();
   EXPECT_EQ(missing.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(missing.message(), HasSubstr("'maps'"));
-  absl::Status not_image = ExtractImage(type, response.SerializeAsString(), {"map"}).status();
+  absl::Status not_image = ExtractImages(type, response.SerializeAsString(), "map").status();
   EXPECT_EQ(not_image.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(not_image.message(), HasSubstr("imginterp.v1.PriorMap"));
   absl::Status unknown =
-      ExtractImage("type.googleapis.com/imginterp.v1.Nope", "", {"image"}).status();
+      ExtractImages("type.googleapis.com/imginterp.v1.Nope", "", "image").status();
   EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ImageFromTest, AnEmptyImageIsAFailedPrecondition) {
   v1::EdgesResponse response;
   response.mutable_map()->set_method("canny");
-  EXPECT_EQ(ExtractImage("type.googleapis.com/imginterp.v1.EdgesResponse",
-                         response.SerializeAsString(), {"map", "image"})
+  EXPECT_EQ(ExtractImages("type.googleapis.com/imginterp.v1.EdgesResponse",
+                          response.SerializeAsString(), "map.image")
                 .status()
                 .code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(InputSourceTest, ParsesTheThreeForms) {
+  absl::StatusOr<InputSource> image = ParseInputSource("job.image");
+  ASSERT_TRUE(image.ok()) << image.status();
+  EXPECT_EQ(image->kind, InputSource::Kind::kJobImage);
+
+  absl::StatusOr<InputSource> parameter = ParseInputSource("job.parameters.prompt");
+  ASSERT_TRUE(parameter.ok()) << parameter.status();
+  EXPECT_EQ(parameter->kind, InputSource::Kind::kJobParameter);
+  EXPECT_EQ(parameter->parameter, "prompt");
+
+  absl::StatusOr<InputSource> result = ParseInputSource("rank.ranked.0.image");
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->kind, InputSource::Kind::kStageResult);
+  EXPECT_EQ(result->stage, "rank");
+  EXPECT_EQ(result->field_path, "ranked.0.image");
+
+  for (const char* bad : {"", "canny", "job.parameters.", "job.parameters.a.b", "job.input",
+                          "canny.", ".map", "canny.map..image"}) {
+    EXPECT_EQ(ParseInputSource(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_THAT(ParseImageFrom("job.image").status().message(), HasSubstr("earlier stage"));
+}
+
+// A pipeline of an edges stage reading two job parameters and a second stage reading the first
+// one's map.
+v1::PipelineSpec ParameterPipeline() {
+  v1::PipelineSpec pipeline;
+  pipeline.set_name("tuned");
+  v1::StageSpec* first = pipeline.add_stages();
+  first->set_name("first");
+  first->set_family("edges");
+  v1::EdgesRequest request;
+  request.mutable_model()->set_name("canny");
+  request.mutable_canny()->set_low_threshold(10);
+  first->mutable_request()->PackFrom(request);
+  v1::StageInput* image = first->add_inputs();
+  image->set_from("job.image");
+  image->set_to("image");
+  v1::StageInput* low = first->add_inputs();
+  low->set_from("job.parameters.low");
+  low->set_to("canny.low_threshold");
+  low->set_required(true);
+  v1::StageInput* high = first->add_inputs();
+  high->set_from("job.parameters.high");
+  high->set_to("canny.high_threshold");
+  v1::StageSpec* second = pipeline.add_stages();
+  second->set_name("second");
+  second->set_family("edges");
+  second->mutable_request()->PackFrom(request);
+  second->add_depends_on("first");
+  v1::StageInput* map = second->add_inputs();
+  map->set_from("first.map.image");
+  map->set_to("image");
+  return pipeline;
+}
+
+TEST(BuildStageRecordsTest, AppliesParametersAndKeepsImageInputs) {
+  google::protobuf::Map<std::string, std::string> parameters;
+  parameters["low"] = "42";
+  absl::StatusOr<std::vector<v1::StageRecord>> stages =
+      BuildStageRecords(ParameterPipeline(), parameters);
+  ASSERT_TRUE(stages.ok()) << stages.status();
+  ASSERT_EQ(stages->size(), 2u);
+  v1::EdgesRequest first;
+  ASSERT_TRUE((*stages)[0].request().UnpackTo(&first));
+  EXPECT_EQ(first.canny().low_threshold(), 42);
+  EXPECT_EQ(first.model().name(), "canny") << "the pipeline's own fields stay";
+  ASSERT_EQ((*stages)[0].inputs_size(), 1) << "parameters are applied, images kept";
+  EXPECT_EQ((*stages)[0].inputs(0).from(), "job.image");
+  EXPECT_EQ((*stages)[0].state(), v1::STAGE_STATE_PENDING);
+  v1::EdgesRequest second;
+  ASSERT_TRUE((*stages)[1].request().UnpackTo(&second));
+  EXPECT_EQ(second.canny().low_threshold(), 10) << "parameters go only where they are wired";
+  ASSERT_EQ((*stages)[1].inputs_size(), 1);
+  EXPECT_THAT((*stages)[1].depends_on(), ElementsAre("first"));
+}
+
+TEST(BuildStageRecordsTest, RefusesUnknownMissingAndBadParameters) {
+  google::protobuf::Map<std::string, std::string> parameters;
+  absl::Status missing = BuildStageRecords(ParameterPipeline(), parameters).status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(missing.message(), HasSubstr("pipeline 'tuned' needs parameter 'low'"));
+
+  parameters["low"] = "12";
+  parameters["seed"] = "1";
+  absl::Status unknown = BuildStageRecords(ParameterPipeline(), parameters).status();
+  EXPECT_THAT(unknown.message(), HasSubstr("has no parameter 'seed'; its parameters: high, low"));
+
+  parameters.erase("seed");
+  parameters["high"] = "lots";
+  absl::Status bad = BuildStageRecords(ParameterPipeline(), parameters).status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.message(), HasSubstr("parameter 'high' for stage 'first'"));
+  EXPECT_THAT(bad.message(), HasSubstr("not 'lots'"));
 }
 
 }  // namespace

@@ -183,5 +183,65 @@ TEST(PipelineRegistryTest, RejectsImageFromWithoutAFieldPath) {
   EXPECT_THAT(status.message(), HasSubstr("image_from"));
 }
 
+TEST(PipelineRegistryTest, AcceptsInputsFromTheJobAndEarlierStages) {
+  const std::string text = Pipeline(
+      "wired",
+      Stage("a", "edges",
+            "inputs { from: \"job.image\" to: \"image\" } "
+            "inputs { from: \"job.parameters.low\" to: \"canny.low_threshold\" required: true }") +
+          Stage("b", "edges", "depends_on: \"a\" inputs { from: \"a.map.image\" to: \"image\" }"));
+  absl::StatusOr<std::unique_ptr<PipelineRegistry>> registry =
+      PipelineRegistry::Parse(text, "test.pbtxt");
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  const v1::PipelineSpec& wired = *(*registry)->Find("wired");
+  EXPECT_THAT(PipelineRegistry::Parameters(wired), ::testing::ElementsAre(std::pair{"low", true}));
+  EXPECT_TRUE(PipelineRegistry::UsesJobImage(wired));
+}
+
+TEST(PipelineRegistryTest, AStageWithoutTheJobImageMakesItOptional) {
+  const std::string text = Pipeline(
+      "text-only",
+      Stage("a", "edges", "inputs { from: \"job.parameters.low\" to: \"canny.low_threshold\" }"));
+  absl::StatusOr<std::unique_ptr<PipelineRegistry>> registry =
+      PipelineRegistry::Parse(text, "test.pbtxt");
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  EXPECT_FALSE(PipelineRegistry::UsesJobImage(*(*registry)->Find("text-only")));
+}
+
+TEST(PipelineRegistryTest, RejectsInputsThatCannotBeWired) {
+  struct Case {
+    std::string stages;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {Stage("a", "edges") + Stage("b", "edges", "inputs { from: \"a.map.image\" to: \"image\" }"),
+       "which must also be listed in depends_on"},
+      {Stage("a", "edges", "inputs { from: \"job.image\" to: \"canny\" }"),
+       "'canny' is not an imginterp.v1.Image field"},
+      {Stage("a", "edges", "inputs { from: \"job.parameters.x\" to: \"canny\" }"),
+       "'canny' is a message, not a scalar"},
+      {Stage("a", "edges", "inputs { from: \"job.parameters.x\" to: \"nope\" }"),
+       "no field 'nope'"},
+      {Stage("a", "edges", "inputs { from: \"job.image\" to: \"image\" required: true }"),
+       "only job parameters can be required"},
+      {Stage("a", "edges",
+             "inputs { from: \"job.parameters.x\" to: \"canny.low_threshold\" } "
+             "inputs { from: \"job.parameters.x\" to: \"canny.high_threshold\" }"),
+       "parameter 'x' is used twice"},
+      {Stage("a", "edges") + Stage("b", "edges",
+                                   "depends_on: \"a\" image_from: \"a.map.image\" "
+                                   "inputs { from: \"job.image\" to: \"image\" }"),
+       "has both image_from and inputs"},
+      {Stage("job", "edges"), "'job' is reserved"},
+      {Stage("a", "edges", "inputs { from: \"job.picture\" to: \"image\" }"),
+       "from the job, only job.image and job.parameters.<key> exist"},
+  };
+  for (const Case& c : cases) {
+    const absl::Status status = ParseStatus(Pipeline("bad", c.stages));
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.stages;
+    EXPECT_THAT(status.message(), HasSubstr(c.expected)) << c.stages;
+  }
+}
+
 }  // namespace
 }  // namespace imginterp::gateway

@@ -247,6 +247,18 @@ TEST_F(ModelRepositoryTest, ConfigWithAnUnsupportedBackendIsInvalid) {
   EXPECT_THAT(std::string(config.status().message()), HasSubstr("backend 'onnx' is not supported"));
 }
 
+TEST_F(ModelRepositoryTest, NativeBackendResolvesToItsVersionFolder) {
+  WriteFile(root_ / "sd" / "config.pbtxt", "name: \"sd\"\nbackend: \"native\"\n");
+  WriteFile(root_ / "sd" / "1" / "model_index.json", "{}");
+  auto repository = Open();
+  auto config = repository->ReadConfig("sd");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->backend(), "native");
+  auto version = repository->Resolve("sd", 0);
+  ASSERT_TRUE(version.ok()) << version.status();
+  EXPECT_TRUE(fs::exists(fs::path(version->version_dir) / "model_index.json"));
+}
+
 TEST_F(ModelRepositoryTest, ConfigWithANegativeBatchSizeIsInvalid) {
   AddModel("net", {"1"}, "max_batch_size: -2\n");
   auto config = Open()->ReadConfig("net");
