@@ -231,6 +231,19 @@ double SecondsBetween(const google::protobuf::Timestamp& from,
   return absl::ToDoubleSeconds(FromTimestamp(to) - FromTimestamp(from));
 }
 
+absl::StatusOr<std::unique_ptr<google::protobuf::Message>> NewMessageOfType(
+    const std::string& type_url) {
+  namespace pb = google::protobuf;
+  const pb::Descriptor* descriptor = pb::DescriptorPool::generated_pool()->FindMessageTypeByName(
+      type_url.substr(type_url.rfind('/') + 1));
+  if (descriptor == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("type '", type_url, "' is not a message type this gateway knows"));
+  }
+  return std::unique_ptr<pb::Message>(
+      pb::MessageFactory::generated_factory()->GetPrototype(descriptor)->New());
+}
+
 absl::StatusOr<std::vector<v1::StageRecord>> BuildStageRecords(
     const v1::PipelineSpec& pipeline,
     const google::protobuf::Map<std::string, std::string>& parameters) {
@@ -265,15 +278,7 @@ absl::StatusOr<std::vector<v1::StageRecord>> BuildStageRecords(
       }
       used.insert(from.parameter);
       if (request == nullptr) {
-        const std::string type_name =
-            spec.request().type_url().substr(spec.request().type_url().rfind('/') + 1);
-        const pb::Descriptor* descriptor =
-            pb::DescriptorPool::generated_pool()->FindMessageTypeByName(type_name);
-        if (descriptor == nullptr) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("stage '", spec.name(), "' has an unknown request type ", type_name));
-        }
-        request.reset(pb::MessageFactory::generated_factory()->GetPrototype(descriptor)->New());
+        IMGINTERP_ASSIGN_OR_RETURN(request, NewMessageOfType(spec.request().type_url()));
         if (!spec.request().UnpackTo(request.get())) {
           return absl::InvalidArgumentError(
               absl::StrCat("stage '", spec.name(), "': its request does not parse"));
@@ -354,18 +359,11 @@ absl::StatusOr<InputSource> ParseImageFrom(const std::string& image_from) {
 absl::StatusOr<std::vector<std::string>> ExtractImages(const std::string& type_url,
                                                        const std::string& serialized,
                                                        const std::string& field_path) {
-  namespace pb = google::protobuf;
-  const std::string type_name = type_url.substr(type_url.rfind('/') + 1);
-  const pb::Descriptor* descriptor =
-      pb::DescriptorPool::generated_pool()->FindMessageTypeByName(type_name);
-  if (descriptor == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("result type '", type_url, "' is not a message type this gateway knows"));
-  }
-  const pb::Message* prototype = pb::MessageFactory::generated_factory()->GetPrototype(descriptor);
-  std::unique_ptr<pb::Message> message(prototype->New());
+  IMGINTERP_ASSIGN_OR_RETURN(std::unique_ptr<google::protobuf::Message> message,
+                             NewMessageOfType(type_url));
   if (!message->ParseFromString(serialized)) {
-    return absl::InvalidArgumentError(absl::StrCat("the result is not a valid ", type_name));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the result is not a valid ", message->GetTypeName()));
   }
   IMGINTERP_ASSIGN_OR_RETURN(std::vector<const v1::Image*> images,
                              proto_path::FindImages(*message, field_path));
@@ -375,7 +373,7 @@ absl::StatusOr<std::vector<std::string>> ExtractImages(const std::string& type_u
       return absl::FailedPreconditionError(
           absl::StrCat("the image at ", field_path,
                        images.size() > 1 ? absl::StrCat(" (", i, ")") : std::string(), " of the ",
-                       type_name, " is empty"));
+                       message->GetTypeName(), " is empty"));
     }
     data.push_back(images[i]->data());
   }

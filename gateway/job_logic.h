@@ -7,6 +7,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -87,6 +88,11 @@ struct InputSource {
   std::string stage;
   std::string field_path;
 };
+
+// A new, empty message of the type `type_url` names ("type.googleapis.com/imginterp.v1.X"),
+// from the generated descriptor pool. INVALID_ARGUMENT when this gateway does not know it.
+absl::StatusOr<std::unique_ptr<google::protobuf::Message>> NewMessageOfType(
+    const std::string& type_url);
 
 // The stage records of a new job of `pipeline` (PENDING), with the job's parameters applied to
 // the stages' requests (StageSpec.inputs from job.parameters.<key>) and the remaining inputs

@@ -11,7 +11,6 @@
 #include "absl/strings/str_join.h"
 #include "gateway/job_logic.h"
 #include "google/protobuf/descriptor.h"
-#include "google/protobuf/dynamic_message.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "services/core/common/status_macros.h"
@@ -86,10 +85,10 @@ absl::Status ValidateInputs(const std::string& source, const v1::PipelineSpec& p
                                    "inputs { from: \"",
                                    stage.image_from(), "\" to: \"image\" }"));
   }
-  const pb::Descriptor* descriptor = pb::DescriptorPool::generated_pool()->FindMessageTypeByName(
-      TypeNameOf(stage.request().type_url()));
-  std::unique_ptr<pb::Message> scratch(
-      pb::MessageFactory::generated_factory()->GetPrototype(descriptor)->New());
+  // ValidateRequest has checked that the type is known.
+  IMGINTERP_ASSIGN_OR_RETURN(std::unique_ptr<pb::Message> scratch,
+                             NewMessageOfType(stage.request().type_url()));
+  const pb::Descriptor* descriptor = scratch->GetDescriptor();
   if (!stage.request().UnpackTo(scratch.get())) {
     return StageError(source, pipeline, stage, "its request does not parse");
   }

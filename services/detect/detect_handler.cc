@@ -3,8 +3,8 @@
 #include <torch/types.h>
 
 #include <algorithm>
+#include <any>
 #include <cmath>
-#include <deque>
 #include <numeric>
 #include <opencv2/imgproc.hpp>
 #include <utility>
@@ -39,7 +39,6 @@ struct DetectorSettings {
   // Multiplies 0..255 pixel values.
   float input_scale = 1.0f;
   FitMode fit = FitMode::kStretch;
-  int max_batch_size = 1;
 };
 
 // One detector model. Externally synchronized, like every ModelInstance.
@@ -81,12 +80,7 @@ class DetectorModel final : public service::TensorModel {
     } catch (const cv::Exception& e) {
       return absl::InternalError(absl::StrCat("resizing the image failed: ", e.what()));
     }
-    // Every request of a batch is preprocessed before any is postprocessed, so the newest
-    // max_batch_size entries are enough; older ones belong to batches whose forward failed.
-    pending_.emplace_back(&message, fit);
-    while (static_cast<int>(pending_.size()) > std::max(1, settings_.max_batch_size)) {
-      pending_.pop_front();
-    }
+    SetRequestState(message, fit);
     return std::vector<at::Tensor>{std::move(input)};
   }
 
@@ -95,13 +89,11 @@ class DetectorModel final : public service::TensorModel {
                            google::protobuf::Message* response_message) override {
     const auto& request = static_cast<const v1::DetectRequest&>(message);
     auto& response = static_cast<v1::DetectResponse&>(*response_message);
-    auto it = std::find_if(pending_.rbegin(), pending_.rend(),
-                           [&](const auto& entry) { return entry.first == &message; });
-    if (it == pending_.rend()) {
+    const std::any* state = RequestState(message);
+    if (state == nullptr) {
       return absl::InternalError("detect: no preprocessing state for this request");
     }
-    const Fit fit = it->second;
-    pending_.erase(std::next(it).base());
+    const Fit fit = std::any_cast<Fit>(*state);
 
     const float min_score = request.min_score() == 0 ? kDefaultMinScore : request.min_score();
     const float iou = request.iou_threshold() == 0 ? kDefaultIouThreshold : request.iou_threshold();
@@ -161,7 +153,6 @@ class DetectorModel final : public service::TensorModel {
  private:
   const DetectorSettings settings_;
   const codec::ImageLimits limits_;
-  std::deque<std::pair<const google::protobuf::Message*, Fit>> pending_;
 };
 
 float Area(const RawDetection& d) {
@@ -462,7 +453,6 @@ absl::StatusOr<std::unique_ptr<service::ModelInstance>> DetectHandler::CreateIns
         absl::StrCat("detect model '", info.name,
                      "': parameters.fit must be \"stretch\" or \"letterbox\"; got \"", fit, "\""));
   }
-  settings.max_batch_size = std::max(1, info.config.max_batch_size());
   return std::make_unique<DetectorModel>(std::move(runner), std::move(settings), limits_);
 }
 

@@ -3,8 +3,8 @@
 #include <torch/types.h>
 
 #include <algorithm>
+#include <any>
 #include <cmath>
-#include <deque>
 #include <opencv2/imgproc.hpp>
 #include <utility>
 
@@ -45,9 +45,6 @@ struct PersonModelSettings {
   // Multiplies 0..255 pixel values: 1/255 for "0..1" models.
   float input_scale = 1.0f / 255;
   FitMode fit = FitMode::kStretch;
-  // How many requests one batch can hold (bounds the per-request geometry kept between
-  // Preprocess and Postprocess).
-  int max_batch_size = 1;
 };
 
 // Person segmentation (selfie, meet). Externally synchronized, like every ModelInstance.
@@ -81,12 +78,7 @@ class PersonSegmentModel final : public service::TensorModel {
     } catch (const cv::Exception& e) {
       return absl::InternalError(absl::StrCat("resizing the image failed: ", e.what()));
     }
-    // Every request of a batch is preprocessed before any is postprocessed, so the newest
-    // max_batch_size entries are enough; older ones belong to batches whose forward failed.
-    pending_.emplace_back(&message, fit);
-    while (static_cast<int>(pending_.size()) > std::max(1, settings_.max_batch_size)) {
-      pending_.pop_front();
-    }
+    SetRequestState(message, fit);
     return std::vector<at::Tensor>{std::move(input)};
   }
 
@@ -95,13 +87,11 @@ class PersonSegmentModel final : public service::TensorModel {
                            google::protobuf::Message* response_message) override {
     const auto& request = static_cast<const v1::SegmentRequest&>(message);
     auto& response = static_cast<v1::SegmentResponse&>(*response_message);
-    auto it = std::find_if(pending_.rbegin(), pending_.rend(),
-                           [&](const auto& entry) { return entry.first == &message; });
-    if (it == pending_.rend()) {
+    const std::any* state = RequestState(message);
+    if (state == nullptr) {
       return absl::InternalError("segment: no preprocessing state for this request");
     }
-    const Fit fit = it->second;
-    pending_.erase(std::next(it).base());
+    const Fit fit = std::any_cast<Fit>(*state);
     if (outputs.empty()) {
       return absl::InternalError(
           absl::StrCat("model '", settings_.name, "' returned no output tensor"));
@@ -137,7 +127,6 @@ class PersonSegmentModel final : public service::TensorModel {
  private:
   const PersonModelSettings settings_;
   const codec::ImageLimits limits_;
-  std::deque<std::pair<const google::protobuf::Message*, Fit>> pending_;
 };
 
 }  // namespace
@@ -314,7 +303,6 @@ absl::StatusOr<std::unique_ptr<service::ModelInstance>> SegmentHandler::CreateIn
                      "got \"",
                      fit, "\""));
   }
-  settings.max_batch_size = std::max(1, info.config.max_batch_size());
   return std::make_unique<PersonSegmentModel>(std::move(runner), std::move(settings), limits_);
 }
 

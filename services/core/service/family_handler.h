@@ -6,9 +6,11 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <any>
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -73,9 +75,20 @@ class TensorModel : public ModelInstance {
                                    const std::vector<at::Tensor>& outputs,
                                    google::protobuf::Message* response) = 0;
   model::ModelRunner& runner() { return *runner_; }
+  // What Preprocess worked out for a request and Postprocess needs again (the letterbox of the
+  // image, say). Kept for the current batch only: RunBatch forgets it when the batch ends,
+  // whether the forward pass succeeded or not. Null when Preprocess stored nothing.
+  void SetRequestState(const google::protobuf::Message& request, std::any state) {
+    request_states_[&request] = std::move(state);
+  }
+  const std::any* RequestState(const google::protobuf::Message& request) const {
+    auto it = request_states_.find(&request);
+    return it == request_states_.end() ? nullptr : &it->second;
+  }
 
  private:
   std::unique_ptr<model::ModelRunner> runner_;
+  std::unordered_map<const google::protobuf::Message*, std::any> request_states_;
 };
 
 // For families whose work is not a single batched forward pass (classical maps, loops, tiles).

@@ -22,6 +22,11 @@ TensorModel::TensorModel(std::unique_ptr<model::ModelRunner> runner) : runner_(s
 TensorModel::~TensorModel() = default;
 
 void TensorModel::RunBatch(const std::vector<WorkItem*>& items) {
+  // Request states live for this batch only, however it ends.
+  struct ForgetStates {
+    std::unordered_map<const google::protobuf::Message*, std::any>& states;
+    ~ForgetStates() { states.clear(); }
+  } forget{request_states_};
   // Preprocess each request on its own: a bad input fails only its own request.
   std::vector<WorkItem*> ok_items;
   std::vector<std::vector<at::Tensor>> inputs;
