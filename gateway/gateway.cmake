@@ -5,6 +5,7 @@ add_library(imginterp_gateway_lib STATIC
   ${CMAKE_CURRENT_LIST_DIR}/job_logic.cc
   ${CMAKE_CURRENT_LIST_DIR}/job_manager.cc
   ${CMAKE_CURRENT_LIST_DIR}/gateway_metrics.cc
+  ${CMAKE_CURRENT_LIST_DIR}/consumer_lag_poller.cc
   ${CMAKE_CURRENT_LIST_DIR}/gateway_service.cc)
 add_library(imginterp::gateway ALIAS imginterp_gateway_lib)
 target_include_directories(imginterp_gateway_lib PUBLIC ${PROJECT_SOURCE_DIR})

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "gateway/consumer_lag_poller.h"
 #include "gateway/gateway_metrics.h"
 #include "gateway/gateway_service.h"
 #include "gateway/job_manager.h"
@@ -43,6 +44,7 @@ struct Config {
   double sync_timeout_seconds = 300;
   int64_t max_image_bytes = 32 << 20;
   int64_t inline_limit_bytes = 256 * 1024;
+  double bus_poll_seconds = 5;
   // How long to keep trying to reach nats-server at start.
   double nats_connect_wait_seconds = 10;
 };
@@ -99,8 +101,13 @@ absl::Status Run(const Config& config) {
 
   IMGINTERP_ASSIGN_OR_RETURN(
       std::unique_ptr<metrics::MetricsServer> metrics_server,
-      metrics::MetricsServer::Create(absl::StrCat("0.0.0.0:", config.metrics_port)));
+      metrics::MetricsServer::Create(absl::StrCat("0.0.0.0:", config.metrics_port), "gateway"));
   GatewayMetrics gateway_metrics(metrics_server->registry());
+  std::vector<std::string> pipeline_names;
+  for (const v1::PipelineSpec& pipeline : pipelines->config().pipelines()) {
+    pipeline_names.push_back(pipeline.name());
+  }
+  gateway_metrics.DeclarePipelines(pipeline_names);
 
   JobManagerOptions manager_options;
   manager_options.max_image_bytes = config.max_image_bytes;
@@ -109,6 +116,12 @@ absl::Status Run(const Config& config) {
                              JobManager::Create(manager_options, *pipelines, jobs, artifacts,
                                                 *idempotency_kv, publisher, &gateway_metrics));
   IMGINTERP_RETURN_IF_ERROR(manager->Start());
+  std::unique_ptr<ConsumerLagPoller> lag_poller;
+  if (config.bus_poll_seconds > 0) {
+    lag_poller = std::make_unique<ConsumerLagPoller>(*connection, layout, pipelines->Families(),
+                                                     gateway_metrics,
+                                                     absl::Seconds(config.bus_poll_seconds));
+  }
 
   GatewayServiceOptions service_options;
   service_options.sync_timeout = absl::Seconds(config.sync_timeout_seconds);
@@ -126,6 +139,7 @@ absl::Status Run(const Config& config) {
   server->SetServing(false);
   server->Shutdown(std::chrono::seconds(10));
   manager->Stop();
+  lag_poller.reset();
   connection->Close();
   IMGINTERP_LOG(Info) << "imginterp-gateway stopped";
   return absl::OkStatus();
@@ -155,6 +169,9 @@ int main(int argc, char** argv) {
   flags.Add("max_image_bytes", &config.max_image_bytes, "largest input image accepted, bytes");
   flags.Add("inline_limit_bytes", &config.inline_limit_bytes,
             "payloads up to this size stay inline in records and tasks; larger ones are chunked");
+  flags.Add("bus_poll_seconds", &config.bus_poll_seconds,
+            "how often to read each family's queue depth from JetStream for the "
+            "imginterp_bus_consumer_* metrics (0: never)");
   flags.Add("nats_connect_wait_seconds", &config.nats_connect_wait_seconds,
             "how long to retry reaching NATS at start");
   const absl::Status parsed = flags.Parse(argc, argv);

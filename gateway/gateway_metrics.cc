@@ -49,7 +49,25 @@ GatewayMetrics::GatewayMetrics(prometheus::Registry& registry)
                        .Name("imginterp_gateway_active_jobs")
                        .Help("Jobs not yet in a terminal state.")
                        .Register(registry)
-                       .Add({})) {}
+                       .Add({})),
+      consumer_pending_(prometheus::BuildGauge()
+                            .Name("imginterp_bus_consumer_pending_messages")
+                            .Help("Tasks of a family not yet delivered to any of its workers "
+                                  "(queue depth).")
+                            .Register(registry)),
+      consumer_ack_pending_(prometheus::BuildGauge()
+                                .Name("imginterp_bus_consumer_ack_pending_messages")
+                                .Help("Tasks delivered to a family's workers and not yet acked.")
+                                .Register(registry)),
+      consumer_redelivered_(prometheus::BuildGauge()
+                                .Name("imginterp_bus_consumer_redelivered_messages")
+                                .Help("Unacked tasks of a family delivered more than once.")
+                                .Register(registry)),
+      consumer_waiting_(prometheus::BuildGauge()
+                            .Name("imginterp_bus_consumer_waiting_requests")
+                            .Help("Pull requests of a family's workers waiting for tasks (idle "
+                                  "capacity).")
+                            .Register(registry)) {}
 
 void GatewayMetrics::JobFinished(const v1::JobRecord& record) {
   const std::string state = JobStateLabel(record.state());
@@ -70,6 +88,23 @@ void GatewayMetrics::JobFinished(const v1::JobRecord& record) {
   }
 }
 
+void GatewayMetrics::DeclarePipelines(const std::vector<std::string>& pipelines) {
+  for (const std::string& pipeline : pipelines) {
+    for (v1::JobState state :
+         {v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED}) {
+      jobs_total_.Add({{"pipeline", pipeline}, {"state", JobStateLabel(state)}});
+    }
+  }
+}
+
 void GatewayMetrics::SetActiveJobs(double count) { active_jobs_.Set(count); }
+
+void GatewayMetrics::SetConsumerLag(const std::string& family, const jobbus::ConsumerLag& lag) {
+  const prometheus::Labels labels = {{"family", family}};
+  consumer_pending_.Add(labels).Set(static_cast<double>(lag.pending));
+  consumer_ack_pending_.Add(labels).Set(static_cast<double>(lag.ack_pending));
+  consumer_redelivered_.Add(labels).Set(static_cast<double>(lag.redelivered));
+  consumer_waiting_.Add(labels).Set(static_cast<double>(lag.waiting));
+}
 
 }  // namespace imginterp::gateway

@@ -307,4 +307,12 @@ std::string PipelineRegistry::Names() const {
   return absl::StrJoin(names, ", ");
 }
 
+std::vector<std::string> PipelineRegistry::Families() const {
+  std::set<std::string> families;
+  for (const v1::PipelineSpec& pipeline : config_.pipelines()) {
+    for (const v1::StageSpec& stage : pipeline.stages()) families.insert(stage.family());
+  }
+  return {families.begin(), families.end()};
+}
+
 }  // namespace imginterp::gateway

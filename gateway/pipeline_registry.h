@@ -46,6 +46,8 @@ class PipelineRegistry {
   static bool UsesJobImage(const v1::PipelineSpec& pipeline);
   // Comma-separated pipeline names, in file order.
   std::string Names() const;
+  // The families the pipelines' stages run on, sorted, each once.
+  std::vector<std::string> Families() const;
 
  private:
   explicit PipelineRegistry(v1::PipelinesConfig config);

@@ -5,22 +5,23 @@
 // norms and activations are not counted).
 //
 //   unet_bench [--config_dir=tests/data/reference/diffusion/configs/sd15] [--sizes=32,64]
-//              [--steps=2] [--warmup=1] [--threads=0]
+//              [--steps=2] [--warmup=1] [--threads=0]      (--help describes them)
 //
 // Reference (diffusers on PyTorch 1.13, 2 cores, fp32): ~2.6-4 s per call at 32x32 and
 // ~12-15.5 s at 64x64; peak RSS 3.7 GiB and 6 GiB.
-#include <sys/resource.h>
 #include <torch/torch.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "benchmarks/diffusion/bench_util.h"
+#include "services/core/common/status_macros.h"
 #include "services/models/diffusion/controlnet.h"
 #include "services/models/diffusion/unet.h"
 #include "services/models/nn/layers.h"
@@ -30,16 +31,33 @@ namespace {
 
 struct Flags {
   std::string config_dir = "tests/data/reference/diffusion/configs/sd15";
-  std::vector<int64_t> sizes = {32, 64};
+  std::string sizes = "32,64";        // --sizes as given
+  std::vector<int64_t> latent_sizes;  // parsed from `sizes` after the flags are read
   int steps = 2;
   int warmup = 1;
   int threads = 0;
 };
 
-double PeakRssGiB() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is in KiB
+using bench::PeakRssGiB;
+
+constexpr char kDescription[] =
+    "Seconds per guided denoising step (batch 2, 77-token context) of the full-size SD1.5 UNet "
+    "with random weights, alone and with one ControlNet, with peak RSS and analytic GFLOP/s. "
+    "Needs no model files; run from the repository root.";
+
+// "32,64" -> {32, 64}: latent sizes, each a positive integer.
+absl::StatusOr<std::vector<int64_t>> ParseSizes(const std::string& list) {
+  std::vector<int64_t> sizes;
+  for (absl::string_view part : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
+    int64_t size = 0;
+    if (!absl::SimpleAtoi(part, &size) || size <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--sizes=", list, ": '", part, "' is not a positive latent size (e.g. --sizes=32,64)"));
+    }
+    sizes.push_back(size);
+  }
+  if (sizes.empty()) return absl::InvalidArgumentError("--sizes is empty (e.g. --sizes=32,64)");
+  return sizes;
 }
 
 // FLOPs of the down half + mid block (shared by UNet and ControlNet) or of the up half.
@@ -150,7 +168,7 @@ int Run(const Flags& flags) {
       controlnet = *cn;
       nn::ResetParameters(*controlnet);
     }
-    for (int64_t size : flags.sizes) {
+    for (int64_t size : flags.latent_sizes) {
       const int64_t batch = 2;
       torch::Tensor sample = torch::randn({batch, 4, size, size});
       torch::Tensor context = torch::randn({batch, 77, unet_config->cross_attention_dim});
@@ -182,38 +200,30 @@ int Run(const Flags& flags) {
   return 0;
 }
 
-Flags ParseFlags(int argc, char** argv) {
-  Flags flags;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const auto eq = arg.find('=');
-    const std::string key = arg.substr(0, eq);
-    const std::string value = eq == std::string::npos ? "" : arg.substr(eq + 1);
-    if (key == "--config_dir") {
-      flags.config_dir = value;
-    } else if (key == "--sizes") {
-      flags.sizes.clear();
-      for (absl::string_view part : absl::StrSplit(value, ',')) {
-        int64_t size = 0;
-        if (absl::SimpleAtoi(part, &size) && size > 0) flags.sizes.push_back(size);
-      }
-    } else if (key == "--steps") {
-      flags.steps = std::max(1, std::atoi(value.c_str()));
-    } else if (key == "--warmup") {
-      flags.warmup = std::max(0, std::atoi(value.c_str()));
-    } else if (key == "--threads") {
-      flags.threads = std::atoi(value.c_str());
-    } else {
-      std::fprintf(stderr, "unknown flag %s\n", arg.c_str());
-      std::exit(2);
-    }
-  }
-  return flags;
-}
-
 }  // namespace
 }  // namespace imginterp::diffusion
 
 int main(int argc, char** argv) {
-  return imginterp::diffusion::Run(imginterp::diffusion::ParseFlags(argc, argv));
+  using imginterp::diffusion::kDescription;
+  imginterp::diffusion::Flags flags;
+  imginterp::common::FlagSet flag_set("unet_bench", kDescription);
+  flag_set.Add("config_dir", &flags.config_dir,
+               "Folder of the sd15 reference configs (unet.json, controlnet_openpose.json)");
+  flag_set.Add("sizes", &flags.sizes,
+               "Comma-separated latent sizes to time; the image is 8x larger (32: 256x256)");
+  flag_set.Add("steps", &flags.steps, "Timed steps per size, averaged (at least 1)");
+  flag_set.Add("warmup", &flags.warmup, "Untimed steps per size before the timed ones");
+  flag_set.Add("threads", &flags.threads, "LibTorch intra-op threads; 0: LibTorch's default");
+  auto check = [&]() -> absl::Status {
+    IMGINTERP_RETURN_IF_ERROR(imginterp::bench::CheckAtLeast("steps", flags.steps, 1));
+    IMGINTERP_RETURN_IF_ERROR(imginterp::bench::CheckAtLeast("warmup", flags.warmup, 0));
+    IMGINTERP_RETURN_IF_ERROR(imginterp::bench::CheckAtLeast("threads", flags.threads, 0));
+    IMGINTERP_ASSIGN_OR_RETURN(flags.latent_sizes, imginterp::diffusion::ParseSizes(flags.sizes));
+    return absl::OkStatus();
+  };
+  if (auto exit_code =
+          imginterp::bench::ParseFlagsOrExitCode(flag_set, "unet_bench", argc, argv, check)) {
+    return *exit_code;
+  }
+  return imginterp::diffusion::Run(flags);
 }

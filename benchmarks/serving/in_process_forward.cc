@@ -3,6 +3,7 @@
 #include <torch/types.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -17,18 +18,20 @@
 namespace imginterp::bench {
 namespace {
 
-// Times `forward` on `inputs` with one thread; a failing pass fails the whole
-// measurement.
-LoadResult TimeForward(const LoadOptions& timing, model::ModelRunner& runner,
-                       const std::vector<at::Tensor>& inputs) {
-  LoadOptions one = timing;
+// Runs `step` in a closed loop on one thread for the timing's warm-up and
+// duration; any failure, warm-up included, fails the whole measurement.
+absl::StatusOr<loadgen::RunStats> TimeOneThread(const loadgen::RunOptions& timing,
+                                                const std::string& what,
+                                                const std::function<absl::Status()>& step) {
+  loadgen::RunOptions one = timing;
   one.concurrency = 1;
-  return RunClosedLoop(one, [&](int) { return runner.Forward(inputs).status(); });
-}
-
-absl::Status FirstError(const LoadResult& result, const std::string& what) {
-  if (result.errors == 0 && result.first_error.empty()) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat(what, " failed: ", result.first_error));
+  IMGINTERP_ASSIGN_OR_RETURN(loadgen::RunResult result, loadgen::RunClosedLoop(one, [&](int) {
+                               return loadgen::CallResultOf(step());
+                             }));
+  if (!result.first_error.empty()) {
+    return absl::InternalError(absl::StrCat(what, " failed: ", result.first_error));
+  }
+  return loadgen::SummarizeRun(result);
 }
 
 }  // namespace
@@ -64,21 +67,22 @@ absl::StatusOr<InProcessResult> MeasureInProcess(const InProcessOptions& options
   IMGINTERP_ASSIGN_OR_RETURN(at::Tensor input, preprocess());
   result.input_shape = absl::StrJoin(input.sizes().vec(), "x");
 
-  LoadOptions timing = options.timing;
-  timing.concurrency = 1;
-  result.preprocess = RunClosedLoop(timing, [&](int) { return preprocess().status(); });
-  IMGINTERP_RETURN_IF_ERROR(FirstError(result.preprocess, "decode + preprocess"));
+  IMGINTERP_ASSIGN_OR_RETURN(
+      result.preprocess,
+      TimeOneThread(options.timing, "decode + preprocess", [&] { return preprocess().status(); }));
 
   try {
     const std::vector<at::Tensor> batch1 = {input};
-    result.forward_batch1 = TimeForward(timing, *runner, batch1);
-    IMGINTERP_RETURN_IF_ERROR(FirstError(result.forward_batch1, "forward at batch 1"));
+    IMGINTERP_ASSIGN_OR_RETURN(result.forward_batch1,
+                               TimeOneThread(options.timing, "forward at batch 1",
+                                             [&] { return runner->Forward(batch1).status(); }));
 
     std::vector<at::Tensor> copies(result.large_batch, input);
     const std::vector<at::Tensor> large = {torch::cat(copies, 0).contiguous()};
-    result.forward_large_batch = TimeForward(timing, *runner, large);
-    IMGINTERP_RETURN_IF_ERROR(FirstError(result.forward_large_batch,
-                                         absl::StrCat("forward at batch ", result.large_batch)));
+    IMGINTERP_ASSIGN_OR_RETURN(
+        result.forward_large_batch,
+        TimeOneThread(options.timing, absl::StrCat("forward at batch ", result.large_batch),
+                      [&] { return runner->Forward(large).status(); }));
   } catch (const c10::Error& error) {
     return absl::InternalError(absl::StrCat("LibTorch failed while timing the forward pass: ",
                                             error.what_without_backtrace()));

@@ -6,7 +6,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "benchmarks/serving/load_generator.h"
+#include "benchmarks/load/loadgen/load_runner.h"
+#include "benchmarks/load/loadgen/load_summary.h"
 
 namespace imginterp::bench {
 
@@ -15,9 +16,9 @@ struct InProcessOptions {
   // them.
   std::string model_repository;
   std::string model;
-  // Warm-up and measured duration of each timed loop (concurrency is ignored:
-  // one thread).
-  LoadOptions timing;
+  // Warm-up and measured duration of each timed loop (closed loop; the
+  // concurrency is ignored: one thread).
+  loadgen::RunOptions timing;
   // Batch size of the comparison forward (the model's max_batch_size is not
   // consulted).
   int large_batch = 8;
@@ -25,11 +26,11 @@ struct InProcessOptions {
 
 struct InProcessResult {
   // Codec decode + the classify family's PreprocessImage, one image.
-  LoadResult preprocess;
+  loadgen::RunStats preprocess;
   // TorchScriptRunner::Forward on the preprocessed tensor, batch 1 and batch
   // `large_batch` (latency per call, i.e. per batch).
-  LoadResult forward_batch1;
-  LoadResult forward_large_batch;
+  loadgen::RunStats forward_batch1;
+  loadgen::RunStats forward_large_batch;
   int large_batch = 0;
   // As the service runs it: max(1, config intra_op_threads), on the CPU.
   int intra_op_threads = 1;

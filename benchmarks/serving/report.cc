@@ -8,6 +8,20 @@ namespace {
 
 using nlohmann::json;
 
+double Ms(double seconds) { return 1e3 * seconds; }
+
+// The service's mean milliseconds per request in `phase`; 0 when it reported none.
+double PhaseMs(const loadgen::ServerSplit& split, const std::string& phase) {
+  auto it = split.phases.find(phase);
+  return it == split.phases.end() ? 0.0 : Ms(it->second.mean());
+}
+
+// Requests that went through the executor: the preprocess phase's count.
+double ExecutedRequests(const loadgen::ServerSplit& split) {
+  auto it = split.phases.find("preprocess");
+  return it == split.phases.end() ? 0.0 : it->second.count;
+}
+
 // The comparisons the report exists for; each is absent when a side was not
 // measured.
 struct Derived {
@@ -29,11 +43,11 @@ Derived Derive(const BenchReport& report) {
   const Scenario* c8 = report.Direct(8);
   if (report.in_process.has_value()) {
     const InProcessResult& in = *report.in_process;
-    if (c1 != nullptr && in.forward_batch1.latency.p50_ms > 0) {
-      d.overhead_ratio_c1 = c1->load.latency.p50_ms / in.forward_batch1.latency.p50_ms;
+    if (c1 != nullptr && in.forward_batch1.latency.p50 > 0) {
+      d.overhead_ratio_c1 = c1->load.latency.p50 / in.forward_batch1.latency.p50;
     }
     if (in.large_batch > 0 && in.forward_large_batch.latency.count > 0) {
-      d.forward_batch_per_item_ms = in.forward_large_batch.latency.p50_ms / in.large_batch;
+      d.forward_batch_per_item_ms = Ms(in.forward_large_batch.latency.p50) / in.large_batch;
     }
   }
   if (c8 != nullptr && c8->load.throughput_rps > 0) {
@@ -43,35 +57,36 @@ Derived Derive(const BenchReport& report) {
     }
   }
   if (report.async.has_value() && c1 != nullptr) {
-    d.async_minus_direct_p50_ms = report.async->load.latency.p50_ms - c1->load.latency.p50_ms;
-    d.async_minus_direct_p99_ms = report.async->load.latency.p99_ms - c1->load.latency.p99_ms;
+    d.async_minus_direct_p50_ms = Ms(report.async->load.latency.p50 - c1->load.latency.p50);
+    d.async_minus_direct_p99_ms = Ms(report.async->load.latency.p99 - c1->load.latency.p99);
   }
   return d;
 }
 
-json StatsJson(const LatencyStats& s) {
-  return {{"count", s.count},   {"mean_ms", s.mean_ms}, {"min_ms", s.min_ms}, {"p50_ms", s.p50_ms},
-          {"p90_ms", s.p90_ms}, {"p99_ms", s.p99_ms},   {"max_ms", s.max_ms}};
+json StatsJson(const loadgen::LatencySummary& s) {
+  return {{"count", s.count},    {"mean_ms", Ms(s.mean)}, {"min_ms", Ms(s.min)},
+          {"p50_ms", Ms(s.p50)}, {"p90_ms", Ms(s.p90)},   {"p99_ms", Ms(s.p99)},
+          {"max_ms", Ms(s.max)}};
 }
 
-json LoadJson(const LoadResult& r) {
-  json j = {{"concurrency", r.concurrency},
+json LoadJson(const loadgen::RunStats& r, int concurrency) {
+  json j = {{"concurrency", concurrency},
             {"latency", StatsJson(r.latency)},
             {"throughput_rps", r.throughput_rps},
-            {"measured_seconds", r.seconds},
-            {"errors", r.errors}};
+            {"measured_seconds", r.window_seconds},
+            {"errors", r.error_count()}};
   if (!r.first_error.empty()) j["first_error"] = r.first_error;
   return j;
 }
 
-json SplitJson(const ServerSplit& s) {
-  return {{"requests", s.requests},
-          {"queue_ms", s.queue_ms},
-          {"preprocess_ms", s.preprocess_ms},
-          {"inference_ms", s.inference_ms},
-          {"postprocess_ms", s.postprocess_ms},
-          {"batches", s.batches},
-          {"mean_batch_size", s.mean_batch_size}};
+json SplitJson(const loadgen::ServerSplit& s) {
+  return {{"requests", ExecutedRequests(s)},
+          {"queue_ms", PhaseMs(s, "queue")},
+          {"preprocess_ms", PhaseMs(s, "preprocess")},
+          {"inference_ms", PhaseMs(s, "inference")},
+          {"postprocess_ms", PhaseMs(s, "postprocess")},
+          {"batches", s.batch_size.count},
+          {"mean_batch_size", s.batch_size.mean()}};
 }
 
 json Optional(const std::optional<double>& value) {
@@ -82,10 +97,10 @@ std::string Num(const std::optional<double>& value, const char* unit = "") {
   return value.has_value() ? absl::StrFormat("%.2f%s", *value, unit) : std::string("n/a");
 }
 
-void LatencyRow(std::ostream& out, const std::string& label, const LoadResult& r) {
+void LatencyRow(std::ostream& out, const std::string& label, const loadgen::RunStats& r) {
   out << absl::StrFormat("  %-34s %7d %6d %9.1f %8.2f %8.2f %8.2f %8.2f\n", label, r.latency.count,
-                         r.errors, r.throughput_rps, r.latency.p50_ms, r.latency.p90_ms,
-                         r.latency.p99_ms, r.latency.mean_ms);
+                         r.error_count(), r.throughput_rps, Ms(r.latency.p50), Ms(r.latency.p90),
+                         Ms(r.latency.p99), Ms(r.latency.mean));
 }
 
 void LatencyHeader(std::ostream& out, const std::string& title) {
@@ -97,15 +112,15 @@ void LatencyHeader(std::ostream& out, const std::string& title) {
 
 const Scenario* BenchReport::Direct(int concurrency) const {
   for (const Scenario& s : direct) {
-    if (s.load.concurrency == concurrency) return &s;
+    if (s.concurrency == concurrency) return &s;
   }
   return nullptr;
 }
 
 void BenchReport::PrintTable(std::ostream& out) const {
   const Derived d = Derive(*this);
-  out << absl::StrFormat("serving_bench: classify model '%s', %s\n", model, date);
-  out << absl::StrFormat("machine: %s, %d cores, %s\n", cpu, cores, kernel);
+  out << absl::StrFormat("serving_bench: classify model '%s', %s\n", model, machine.date);
+  out << absl::StrFormat("machine: %s, %d cores, %s\n", machine.cpu, machine.cores, machine.kernel);
   out << absl::StrFormat("image: %s, %d bytes; warm-up %.1f s, measured %.1f s per run\n\n", image,
                          image_bytes, warmup_seconds, duration_seconds);
 
@@ -122,7 +137,7 @@ void BenchReport::PrintTable(std::ostream& out) const {
   if (!direct.empty()) {
     LatencyHeader(out, "Direct gRPC Classify (closed loop)");
     for (const Scenario& s : direct) {
-      LatencyRow(out, absl::StrFormat("concurrency %d", s.load.concurrency), s.load);
+      LatencyRow(out, absl::StrFormat("concurrency %d", s.concurrency), s.load);
     }
     out << "\n";
   }
@@ -145,10 +160,11 @@ void BenchReport::PrintTable(std::ostream& out) const {
                            "Server side (/metrics, mean/request)", "reqs", "queue", "preproc",
                            "infer", "postproc", "batches", "batch");
     for (const Scenario* s : with_split) {
-      const ServerSplit& p = *s->server;
+      const loadgen::ServerSplit& p = *s->server;
       out << absl::StrFormat("  %-34s %7.0f %8.2f %8.2f %8.2f %8.2f %8.0f %8.2f\n", s->name,
-                             p.requests, p.queue_ms, p.preprocess_ms, p.inference_ms,
-                             p.postprocess_ms, p.batches, p.mean_batch_size);
+                             ExecutedRequests(p), PhaseMs(p, "queue"), PhaseMs(p, "preprocess"),
+                             PhaseMs(p, "inference"), PhaseMs(p, "postprocess"), p.batch_size.count,
+                             p.batch_size.mean());
     }
     out << "  (phase columns in ms; inference is the forward of the batch the "
            "request rode in)\n\n";
@@ -160,7 +176,7 @@ void BenchReport::PrintTable(std::ostream& out) const {
     out << absl::StrFormat(
         "  concurrency 1: gRPC p50 %.2f ms / in-process "
         "forward p50 %.2f ms = %s\n",
-        c1->load.latency.p50_ms, in_process->forward_batch1.latency.p50_ms,
+        Ms(c1->load.latency.p50), Ms(in_process->forward_batch1.latency.p50),
         Num(d.overhead_ratio_c1, "x"));
   }
   if (d.per_request_c8_ms.has_value()) {
@@ -181,8 +197,8 @@ std::string BenchReport::ToJson() const {
   const Derived d = Derive(*this);
   json j;
   j["benchmark"] = "serving_bench";
-  j["date"] = date;
-  j["machine"] = {{"cpu", cpu}, {"cores", cores}, {"kernel", kernel}};
+  j["date"] = machine.date;
+  j["machine"] = {{"cpu", machine.cpu}, {"cores", machine.cores}, {"kernel", machine.kernel}};
   j["config"] = {{"model", model},
                  {"image", image},
                  {"image_bytes", image_bytes},
@@ -195,19 +211,19 @@ std::string BenchReport::ToJson() const {
     j["config"]["max_queue_delay_us"] = in.max_queue_delay_us;
     j["in_process"] = {{"device", in.device},
                        {"input_shape", in.input_shape},
-                       {"decode_preprocess", LoadJson(in.preprocess)},
-                       {"forward_batch1", LoadJson(in.forward_batch1)},
-                       {"forward_large_batch", LoadJson(in.forward_large_batch)},
+                       {"decode_preprocess", LoadJson(in.preprocess, 1)},
+                       {"forward_batch1", LoadJson(in.forward_batch1, 1)},
+                       {"forward_large_batch", LoadJson(in.forward_large_batch, 1)},
                        {"large_batch", in.large_batch}};
   }
   j["direct"] = json::array();
   for (const Scenario& s : direct) {
-    json entry = {{"name", s.name}, {"client", LoadJson(s.load)}};
+    json entry = {{"name", s.name}, {"client", LoadJson(s.load, s.concurrency)}};
     if (s.server.has_value()) entry["server"] = SplitJson(*s.server);
     j["direct"].push_back(entry);
   }
   if (async.has_value()) {
-    j["async"] = {{"name", async->name}, {"client", LoadJson(async->load)}};
+    j["async"] = {{"name", async->name}, {"client", LoadJson(async->load, async->concurrency)}};
     if (async->server.has_value()) j["async"]["server"] = SplitJson(*async->server);
   }
   j["derived"] = {{"overhead_ratio_c1_p50", Optional(d.overhead_ratio_c1)},

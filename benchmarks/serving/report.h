@@ -6,9 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/load/loadgen/load_summary.h"
+#include "benchmarks/load/loadgen/machine_description.h"
+#include "benchmarks/load/loadgen/prometheus_text.h"
 #include "benchmarks/serving/in_process_forward.h"
-#include "benchmarks/serving/load_generator.h"
-#include "benchmarks/serving/prometheus_text.h"
 
 namespace imginterp::bench {
 
@@ -16,17 +17,17 @@ namespace imginterp::bench {
 // for it.
 struct Scenario {
   std::string name;  // "direct_c1", "direct_c8", "async_c1"
-  LoadResult load;
-  std::optional<ServerSplit> server;  // absent when /metrics could not be scraped
+  int concurrency = 1;
+  loadgen::RunStats load;
+  // Over the requests of the model between the scrapes before and after the
+  // measured run; absent when /metrics could not be scraped or split.
+  std::optional<loadgen::ServerSplit> server;
 };
 
 // A plain value; externally synchronized.
 struct BenchReport {
   // Run description.
-  std::string date;    // UTC, ISO 8601
-  std::string cpu;     // /proc/cpuinfo "model name"
-  std::string kernel;  // uname -sr
-  int cores = 0;       // online CPUs
+  loadgen::MachineDescription machine;
   double warmup_seconds = 0;
   double duration_seconds = 0;
   std::string model;

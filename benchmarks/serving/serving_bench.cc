@@ -8,29 +8,31 @@
 //   concurrency 1;
 //   - the service's own phase split and batch sizes from its /metrics, per run.
 // Prints a table and writes every number as JSON. See benchmarks/README.md.
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
-#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "benchmarks/load/loadgen/load_runner.h"
+#include "benchmarks/load/loadgen/load_summary.h"
+#include "benchmarks/load/loadgen/machine_description.h"
+#include "benchmarks/load/loadgen/prometheus_text.h"
 #include "benchmarks/serving/in_process_forward.h"
-#include "benchmarks/serving/load_generator.h"
-#include "benchmarks/serving/prometheus_text.h"
 #include "benchmarks/serving/report.h"
 #include "imginterp/v1/classify.grpc.pb.h"
 #include "imginterp/v1/gateway.grpc.pb.h"
 #include "services/core/common/flags.h"
+#include "services/core/common/http_get.h"
 #include "services/core/common/logging.h"
+#include "services/core/common/read_file.h"
 #include "services/core/common/status_macros.h"
 #include "tests/integration/stack.h"
 
@@ -43,6 +45,7 @@ using integration::Stack;
 constexpr int kTopK = 3;                       // as the `classify` pipeline asks
 constexpr char kAsyncPipeline[] = "classify";  // tests/integration/data/pipelines.pbtxt
 constexpr auto kCallTimeout = std::chrono::seconds(60);
+constexpr auto kScrapeTimeout = std::chrono::seconds(5);
 
 struct Flags {
   double warmup_seconds = 2;
@@ -86,41 +89,6 @@ absl::StatusOr<std::vector<int>> ParseConcurrency(const std::string& text) {
   std::sort(levels.begin(), levels.end());
   levels.erase(std::unique(levels.begin(), levels.end()), levels.end());
   return levels;
-}
-
-std::string UtcNow() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buffer[32];
-  std::strftime(buffer, sizeof(buffer), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buffer;
-}
-
-std::string CpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      const size_t colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
-    }
-  }
-  return "unknown CPU";
-}
-
-std::string Kernel() {
-  utsname name{};
-  if (uname(&name) != 0) return "unknown";
-  return absl::StrCat(name.sysname, " ", name.release);
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("--image ", path, " cannot be read"));
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
 }
 
 absl::Status FromGrpc(const grpc::Status& status, const std::string& what) {
@@ -203,29 +171,47 @@ class AsyncClient {
   v1::SubmitJobRequest submit_;
 };
 
-MetricsSnapshot Scrape(const Process& service) {
-  return MetricsSnapshot(integration::HttpGet(service.metrics_port, "/metrics"));
+absl::StatusOr<loadgen::MetricsPage> Scrape(const Process& service) {
+  return loadgen::ScrapeMetricsPage({"127.0.0.1", service.metrics_port, "/metrics"},
+                                    kScrapeTimeout);
 }
 
-// Warm-up run, scrape, measured run, scrape.
-Scenario RunScenario(const std::string& name, int concurrency, const Flags& flags,
-                     const Process& service, const std::string& model, const RequestFn& request) {
+// Warm-up run, scrape, measured run, scrape. The warm-up is a run of its own so that
+// no request is in flight while the service is scraped.
+absl::StatusOr<Scenario> RunScenario(const std::string& name, int concurrency, const Flags& flags,
+                                     const Process& service, const std::string& model,
+                                     const std::function<absl::Status()>& request) {
   IMGINTERP_LOG(Info) << name << ": " << flags.warmup_seconds << " s warm-up, "
                       << flags.duration_seconds << " s measured, concurrency " << concurrency;
-  LoadOptions options;
+  const loadgen::RequestFn call = [&](int) { return loadgen::CallResultOf(request()); };
+  loadgen::RunOptions options;
   options.concurrency = concurrency;
-  options.warmup = std::chrono::duration<double>(0);
-  options.duration = std::chrono::duration<double>(flags.warmup_seconds);
-  RunClosedLoop(options, request);
-  const MetricsSnapshot before = Scrape(service);
-  options.duration = std::chrono::duration<double>(flags.duration_seconds);
+  options.warmup_seconds = 0;
+  if (flags.warmup_seconds > 0) {
+    options.duration_seconds = flags.warmup_seconds;
+    IMGINTERP_RETURN_IF_ERROR(loadgen::RunClosedLoop(options, call).status());
+  }
+  const absl::StatusOr<loadgen::MetricsPage> before = Scrape(service);
+  options.duration_seconds = flags.duration_seconds;
+  IMGINTERP_ASSIGN_OR_RETURN(const loadgen::RunResult measured,
+                             loadgen::RunClosedLoop(options, call));
+  const absl::StatusOr<loadgen::MetricsPage> after = Scrape(service);
+
   Scenario scenario;
   scenario.name = name;
-  scenario.load = RunClosedLoop(options, request);
-  const MetricsSnapshot after = Scrape(service);
-  if (!before.empty() && !after.empty()) scenario.server = SplitBetween(before, after, model);
-  if (scenario.load.errors > 0) {
-    IMGINTERP_LOG(Warning) << name << ": " << scenario.load.errors
+  scenario.concurrency = concurrency;
+  scenario.load = loadgen::SummarizeRun(measured);
+  const absl::StatusOr<loadgen::ServerSplit> split =
+      !before.ok()  ? before.status()
+      : !after.ok() ? after.status()
+                    : loadgen::SplitBetween(*before, *after, {{"model", model}});
+  if (split.ok()) {
+    scenario.server = *split;
+  } else {
+    IMGINTERP_LOG(Warning) << name << ": no server-side split: " << split.status();
+  }
+  if (scenario.load.error_count() > 0) {
+    IMGINTERP_LOG(Warning) << name << ": " << scenario.load.error_count()
                            << " failed requests; first: " << scenario.load.first_error;
   }
   return scenario;
@@ -240,10 +226,7 @@ absl::Status Run(const Flags& flags) {
   }
 
   BenchReport report;
-  report.date = UtcNow();
-  report.cpu = CpuModel();
-  report.kernel = Kernel();
-  report.cores = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  report.machine = loadgen::DescribeMachine();
   report.warmup_seconds = flags.warmup_seconds;
   report.duration_seconds = flags.duration_seconds;
   report.model = flags.model;
@@ -253,7 +236,7 @@ absl::Status Run(const Flags& flags) {
     image = integration::MakePng(flags.image_width, flags.image_height, 7);
     report.image = absl::StrCat(flags.image_width, "x", flags.image_height, " PNG (synthetic)");
   } else {
-    IMGINTERP_ASSIGN_OR_RETURN(image, ReadFile(flags.image));
+    IMGINTERP_ASSIGN_OR_RETURN(image, common::ReadFile(flags.image, "--image"));
     report.image = std::filesystem::path(flags.image).filename().string();
   }
   report.image_bytes = static_cast<int64_t>(image.size());
@@ -265,8 +248,8 @@ absl::Status Run(const Flags& flags) {
     InProcessOptions options;
     options.model_repository = integration::TestModelsDir();
     options.model = flags.model;
-    options.timing.warmup = std::chrono::duration<double>(flags.warmup_seconds);
-    options.timing.duration = std::chrono::duration<double>(flags.duration_seconds);
+    options.timing.warmup_seconds = flags.warmup_seconds;
+    options.timing.duration_seconds = flags.duration_seconds;
     options.large_batch = flags.large_batch;
     IMGINTERP_ASSIGN_OR_RETURN(report.in_process, MeasureInProcess(options, image));
   }
@@ -296,12 +279,15 @@ absl::Status Run(const Flags& flags) {
   IMGINTERP_RETURN_IF_ERROR(direct.Call());
 
   for (int level : levels) {
-    report.direct.push_back(RunScenario(absl::StrCat("direct_c", level), level, flags, *service,
-                                        flags.model, [&](int) { return direct.Call(); }));
+    IMGINTERP_ASSIGN_OR_RETURN(Scenario scenario,
+                               RunScenario(absl::StrCat("direct_c", level), level, flags, *service,
+                                           flags.model, [&] { return direct.Call(); }));
+    report.direct.push_back(std::move(scenario));
   }
   if (async != nullptr) {
-    report.async = RunScenario("async_c1", 1, flags, *service, flags.model,
-                               [&](int) { return async->Call(); });
+    IMGINTERP_ASSIGN_OR_RETURN(
+        report.async,
+        RunScenario("async_c1", 1, flags, *service, flags.model, [&] { return async->Call(); }));
   }
 
   report.PrintTable(std::cout);

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Starts, checks and stops the whole image-interpreter stack on loopback: nats-server with
-# JetStream, every model service that has what it needs, and the gateway.
+# JetStream, every model service that has what it needs, the gateway and, on request, a
+# Prometheus that scrapes them all.
 #
-#   deploy/local/stack.sh start    start everything, wait until all are healthy
+#   deploy/local/stack.sh start    start everything, wait until all are healthy (and, with
+#                                  IMGINTERP_PROMETHEUS=1, until Prometheus is ready)
 #   deploy/local/stack.sh stop     stop everything (SIGTERM, drain, then SIGKILL after 15 s)
 #   deploy/local/stack.sh status   show what runs and where
 #
@@ -11,6 +13,9 @@
 #   IMGINTERP_STATE_DIR     pids, logs and NATS data [<repo>/.run/local]
 #   IMGINTERP_MODEL_STORE   model store with <family>/<model>/<version>/ [~/.cache/image-interpreter/models]
 #   IMGINTERP_BASE_PORT     first port; gateway = base, services = base+1.., metrics = base+100.. [18000]
+#   IMGINTERP_PROMETHEUS    1: also run Prometheus on base+90 (TSDB in the state dir), scraping
+#                           every process started (deploy/local/prometheus.yml.in) [0]
+#   IMGINTERP_PROMETHEUS_SCRAPE_INTERVAL  its scrape interval [5s]
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -23,6 +28,8 @@ nats_port=$((base + 22))
 nats_monitor_port=$((base + 23))
 gateway_port=$base
 gateway_metrics=$((base + 100))
+prometheus_port=$((base + 90))
+scrape_interval=${IMGINTERP_PROMETHEUS_SCRAPE_INTERVAL:-5s}
 cli="$build/gateway/imginterp"
 
 # family grpc-port metrics-port extra-flags...
@@ -66,6 +73,46 @@ wait_healthy() {  # name address
   log "$1 healthy at $2"
 }
 
+# Writes the Prometheus configuration with one target per process this stack started.
+write_prometheus_config() {
+  local targets=("      - targets: [\"127.0.0.1:$gateway_metrics\"]"
+                 "        labels: {component: gateway}")
+  local family metrics
+  while read -r family _ metrics _; do
+    targets+=("      - targets: [\"127.0.0.1:$metrics\"]" "        labels: {component: $family}")
+  done < <(services)
+  local line
+  while IFS= read -r line; do
+    if [ "$line" = "@TARGETS@" ]; then
+      printf '%s\n' "${targets[@]}"
+    else
+      printf '%s\n' "${line//@SCRAPE_INTERVAL@/$scrape_interval}"
+    fi
+  done <"$repo/deploy/local/prometheus.yml.in" >"$state/prometheus.yml"
+}
+
+start_prometheus() {
+  local prometheus_bin
+  prometheus_bin=$(command -v prometheus || echo /usr/bin/prometheus)
+  [ -x "$prometheus_bin" ] || { log "missing prometheus: deploy/install-deps.sh installs it"; return 1; }
+  mkdir -p "$state/prometheus"
+  write_prometheus_config
+  start_process prometheus "$prometheus_bin" --config.file="$state/prometheus.yml" \
+    --storage.tsdb.path="$state/prometheus" --web.listen-address="127.0.0.1:$prometheus_port"
+  local address="127.0.0.1:$prometheus_port"
+  for _ in $(seq 1 300); do
+    if curl -sf "http://$address/-/ready" >/dev/null 2>&1; then
+      echo "prometheus=$address" >>"$state/endpoints"
+      log "prometheus ready at http://$address (scrapes every $scrape_interval)"
+      return
+    fi
+    sleep 0.1
+  done
+  log "prometheus did not become ready at $address; last log lines:"
+  tail -n 20 "$state/prometheus.log" >&2 || true
+  return 1
+}
+
 start() {
   for bin in "$cli" "$build/gateway/imginterp-gateway" "$build/services/edges/imginterp-edges"; do
     [ -x "$bin" ] || { log "missing $bin: build first (cmake --build $build)"; exit 1; }
@@ -94,11 +141,12 @@ start() {
   done < <(services)
   wait_healthy gateway "127.0.0.1:$gateway_port"
   echo "gateway=127.0.0.1:$gateway_port" >"$state/endpoints"
+  if [ "${IMGINTERP_PROMETHEUS:-0}" = 1 ]; then start_prometheus; fi
   log "all healthy; gateway at 127.0.0.1:$gateway_port, NATS at $nats_url"
 }
 
 stop() {
-  local names=(gateway)
+  local names=(prometheus gateway)
   while read -r family _; do names+=("$family"); done < <(services)
   names+=(classify pose segment detect upscale generate clip nats)
   for name in "${names[@]}"; do
@@ -132,5 +180,5 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) sed -n '2,16p' "$0"; exit 2 ;;
+  *) sed -n '2,18p' "$0"; exit 2 ;;
 esac

@@ -22,6 +22,8 @@
 #include "grpcpp/grpcpp.h"
 #include "imginterp/v1/gateway.grpc.pb.h"
 #include "services/core/common/flags.h"
+#include "services/core/common/media_type.h"
+#include "services/core/common/read_file.h"
 
 namespace imginterp::cli {
 namespace {
@@ -103,15 +105,6 @@ void ShowProgress(const v1::Job& job, bool tty) {
   } else {
     std::cerr << line.str() << "\n";
   }
-}
-
-std::string MediaTypeOf(const std::string& path) {
-  const std::string ext = absl::AsciiStrToLower(std::filesystem::path(path).extension().string());
-  if (ext == ".png") return "image/png";
-  if (ext == ".jpg" || ext == ".jpeg") return "image/jpeg";
-  if (ext == ".webp") return "image/webp";
-  if (ext == ".bmp") return "image/bmp";
-  return "";
 }
 
 // Follows a job until it ends; returns the final job.
@@ -222,17 +215,16 @@ int WriteResults(v1::GatewayService::Stub& stub, const v1::Job& job, const std::
 }
 
 int Run(const Options& options, const std::string& image_path) {
-  std::ifstream in(image_path, std::ios::binary);
-  if (!in) {
-    std::cerr << "imginterp: cannot read " << image_path << "\n";
+  absl::StatusOr<std::string> bytes = common::ReadFile(image_path, "image");
+  if (!bytes.ok()) {
+    std::cerr << "imginterp: " << bytes.status().message() << "\n";
     return 2;
   }
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto stub = GatewayStub(options);
   v1::JobRequest job_request;
   job_request.set_pipeline(options.pipeline);
-  job_request.mutable_image()->set_data(bytes);
-  job_request.mutable_image()->set_media_type(MediaTypeOf(image_path));
+  job_request.mutable_image()->set_data(*std::move(bytes));
+  job_request.mutable_image()->set_media_type(common::ImageMediaTypeOf(image_path));
   if (!options.params.empty()) {
     const nlohmann::json params = nlohmann::json::parse(options.params, nullptr, false);
     if (!params.is_object()) {

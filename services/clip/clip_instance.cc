@@ -24,16 +24,10 @@
 #include "services/models/clip/clip_tokenizer.h"
 
 namespace imginterp::clip_service {
-namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double Since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// Two unrelated 64-bit hashes and the length: a collision that would hand one image another's
-// embedding needs both hashes to collide on inputs of equal size.
+// The embedding cache's key: two unrelated 64-bit hashes and the length, so a collision that
+// would hand one image another's embedding needs both hashes to collide on inputs of equal size.
+// Not in the anonymous namespace: ClipInstance::State holds a cache keyed by it.
 struct ImageKey {
   uint64_t libstdcxx_hash = 0;
   uint64_t absl_hash = 0;
@@ -46,9 +40,17 @@ struct ImageKeyHash {
   size_t operator()(const ImageKey& key) const { return key.absl_hash; }
 };
 
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
 ImageKey KeyOf(std::string_view bytes) {
   return {std::hash<std::string_view>{}(bytes), absl::Hash<std::string_view>{}(bytes),
           bytes.size()};
+}
+
+double Since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
 // An image of a request with the field path that names it in errors ("images[3]").

@@ -6,11 +6,13 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "imginterp/v1/generate.grpc.pb.h"
 #include "inference/grpc_service.grpc.pb.h"
+#include "services/core/codec/image_codec.h"
 #include "services/core/codec/tensor_convert.h"
 #include "services/models/io/safetensors_file.h"
 #include "tests/integration/stack.h"
@@ -171,6 +173,19 @@ TEST_F(GenerateServiceTest, ReplaysTheReferenceControlNetPipelineRun) {
   EXPECT_LE((*image - expected_image).abs().max().item<double>(), 1e-4);
   EXPECT_EQ(response.images(0).width(), 192);
   EXPECT_EQ(response.images(0).height(), 128);
+
+  // The PNG the caller gets is the reference image quantised to 8 bits: within 1/255 (rounding
+  // takes 0.5/255, the float error is far below the rest).
+  ASSERT_EQ(response.images_size(), 1);
+  auto png = codec::Decode(response.images(0).data(), codec::ImageLimits{});
+  ASSERT_TRUE(png.ok()) << png.status();
+  EXPECT_EQ(png->media_type, "image/png");
+  const at::Tensor png_chw =
+      codec::MatToTensor(png->rgb).permute({2, 0, 1}).unsqueeze(0).to(at::kDouble) / 255.0;
+  ASSERT_EQ(png_chw.sizes(), expected_image.sizes());
+  const double png_error = (png_chw - expected_image.to(at::kDouble)).abs().max().item<double>();
+  std::cout << "PNG max error vs the reference image: " << png_error * 255.0 << "/255\n";
+  EXPECT_LE(png_error, 1.0 / 255.0);
 }
 
 TEST_F(GenerateServiceTest, KServeInferTakesThePromptAsBytesAndReturnsPngs) {

@@ -256,7 +256,9 @@ TEST_F(PriorsTest, GeneratePipelineRanksGenerationsFromAPhotosPriorsAndUpscalesT
     EXPECT_EQ(c.image().data(), candidates[c.index()]) << "rank " << r;
     EXPECT_NE(c.text_cosine(), 0) << "ranked against the prompt";
     EXPECT_NE(c.image_similarity(), 0) << "ranked against the photo";
-    if (r > 0) EXPECT_GE(rank.ranked(r - 1).combined_score(), c.combined_score());
+    if (r > 0) {
+      EXPECT_GE(rank.ranked(r - 1).combined_score(), c.combined_score());
+    }
   }
   EXPECT_EQ(indices.size(), 3u);
 

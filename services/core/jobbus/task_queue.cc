@@ -139,6 +139,31 @@ absl::Status TaskDelivery::InProgress() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<ConsumerLag> ReadConsumerLag(NatsConnection& connection, const BusLayout& layout,
+                                            const std::string& family) {
+  IMGINTERP_RETURN_IF_ERROR(ValidateFamily(family));
+  const std::string durable = layout.DurableFor(family);
+  jsConsumerInfo* info = nullptr;
+  jsErrCode js_error = static_cast<jsErrCode>(0);
+  const natsStatus s = js_GetConsumerInfo(&info, connection.js(), layout.stream.c_str(),
+                                          durable.c_str(), nullptr, &js_error);
+  if (s != NATS_OK) {
+    if (js_error == JSConsumerNotFoundErr || js_error == JSStreamNotFoundErr) {
+      return absl::NotFoundError(absl::StrCat("no consumer '", durable, "' on stream '",
+                                              layout.stream, "' yet (no ", family,
+                                              " worker has started)"));
+    }
+    return detail::NatsError(s, absl::StrCat("reading consumer '", durable, "'"), js_error);
+  }
+  ConsumerLag lag;
+  lag.pending = info->NumPending;
+  lag.ack_pending = info->NumAckPending;
+  lag.redelivered = info->NumRedelivered;
+  lag.waiting = info->NumWaiting;
+  jsConsumerInfo_Destroy(info);
+  return lag;
+}
+
 // ---------------------------------------------------------------------------------------------
 // TaskConsumer
 

@@ -111,4 +111,22 @@ class TaskConsumer {
   ConsumerOptions options_;
 };
 
+// How far a family's workers are behind, from the durable consumer's info.
+struct ConsumerLag {
+  // Tasks in the stream not yet delivered to any worker: the family's queue depth.
+  uint64_t pending = 0;
+  // Delivered and not yet acked: tasks being worked on (or held by a worker that died, until
+  // AckWait expires).
+  int64_t ack_pending = 0;
+  // Unacked tasks that have been delivered more than once.
+  int64_t redelivered = 0;
+  // Pull requests waiting for tasks: idle worker capacity.
+  int64_t waiting = 0;
+};
+
+// Reads the family's consumer info from JetStream. NOT_FOUND when the consumer does not exist
+// yet (no worker of the family has started); UNAVAILABLE when the server does not answer.
+absl::StatusOr<ConsumerLag> ReadConsumerLag(NatsConnection& connection, const BusLayout& layout,
+                                            const std::string& family);
+
 }  // namespace imginterp::jobbus

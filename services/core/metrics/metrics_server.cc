@@ -13,8 +13,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
 #include "prometheus/text_serializer.h"
+#include "services/core/metrics/process_collector.h"
 
 namespace imginterp::metrics {
 namespace {
@@ -42,7 +44,7 @@ std::string Response(int code, const char* reason, const std::string& content_ty
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
-    const std::string& bind_address) {
+    const std::string& bind_address, const std::string& service) {
   const auto colon = bind_address.rfind(':');
   int port = -1;
   if (bind_address.empty() || colon == std::string::npos ||
@@ -76,15 +78,19 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
   socklen_t length = sizeof(addr);
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
   std::unique_ptr<MetricsServer> server(
-      new MetricsServer(std::make_shared<prometheus::Registry>(), fd, ntohs(addr.sin_port)));
+      new MetricsServer(std::make_shared<prometheus::Registry>(),
+                        std::make_unique<ProcessCollector>(service), fd, ntohs(addr.sin_port)));
   MetricsServer* raw = server.get();
   server->thread_ = std::thread([raw] { raw->Serve(); });
   return server;
 }
 
-MetricsServer::MetricsServer(std::shared_ptr<prometheus::Registry> registry, int listen_fd,
-                             int port)
-    : registry_(std::move(registry)), listen_fd_(listen_fd), port_(port) {}
+MetricsServer::MetricsServer(std::shared_ptr<prometheus::Registry> registry,
+                             std::unique_ptr<ProcessCollector> process, int listen_fd, int port)
+    : registry_(std::move(registry)),
+      process_(std::move(process)),
+      listen_fd_(listen_fd),
+      port_(port) {}
 
 MetricsServer::~MetricsServer() {
   stopping_.store(true);
@@ -131,7 +137,11 @@ void MetricsServer::Answer(int client_fd) {
     SendAll(client_fd, Response(404, "Not Found", "text/plain", "metrics are at /metrics\n"));
     return;
   }
-  const std::string body = prometheus::TextSerializer().Serialize(registry_->Collect());
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  for (prometheus::MetricFamily& family : process_->Collect()) {
+    families.push_back(std::move(family));
+  }
+  const std::string body = prometheus::TextSerializer().Serialize(families);
   std::string response =
       Response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", method == "HEAD" ? "" : body);
   SendAll(client_fd, response);

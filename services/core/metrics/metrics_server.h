@@ -19,6 +19,8 @@ class Registry;
 
 namespace imginterp::metrics {
 
+class ProcessCollector;
+
 // Owns the registry and the serving thread; the registry lives as long as the server, so
 // everything that records into it must be destroyed first.
 //
@@ -26,9 +28,12 @@ namespace imginterp::metrics {
 class MetricsServer {
  public:
   // Serves GET /metrics on `bind_address` ("0.0.0.0:9464", "127.0.0.1:0"; port 0 picks a free
-  // port). INVALID_ARGUMENT for an empty or malformed address; UNAVAILABLE "cannot listen on
-  // <address>: ..." when the port is taken or the address cannot be bound.
-  static absl::StatusOr<std::unique_ptr<MetricsServer>> Create(const std::string& bind_address);
+  // port): the registry's families followed by the process's own (ProcessCollector), labelled
+  // service=`service` when it is not empty. INVALID_ARGUMENT for an empty or malformed address;
+  // UNAVAILABLE "cannot listen on <address>: ..." when the port is taken or the address cannot be
+  // bound.
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Create(const std::string& bind_address,
+                                                               const std::string& service = "");
   // Stops serving (within ~100 ms) and joins the thread.
   ~MetricsServer();
 
@@ -42,11 +47,13 @@ class MetricsServer {
   int port() const { return port_; }
 
  private:
-  MetricsServer(std::shared_ptr<prometheus::Registry> registry, int listen_fd, int port);
+  MetricsServer(std::shared_ptr<prometheus::Registry> registry,
+                std::unique_ptr<ProcessCollector> process, int listen_fd, int port);
   void Serve();
   void Answer(int client_fd);
 
   const std::shared_ptr<prometheus::Registry> registry_;
+  const std::unique_ptr<ProcessCollector> process_;
   const int listen_fd_;
   const int port_;
   std::atomic<bool> stopping_{false};

@@ -105,10 +105,9 @@ class ServingMetrics::Impl {
     prometheus::Counter*& counter =
         ChildrenLocked(model, version).requests.at(static_cast<size_t>(code));
     if (counter == nullptr) {
-      counter = &requests_.Add({{"service", service_},
-                                {"model", model},
-                                {"version", version},
-                                {"code", absl::StatusCodeToString(code)}});
+      prometheus::Labels labels = LabelsLocked(model, version);
+      labels.emplace("code", absl::StatusCodeToString(code));
+      counter = &requests_.Add(labels);
     }
     return *counter;
   }
@@ -119,11 +118,9 @@ class ServingMetrics::Impl {
     prometheus::Histogram*& histogram =
         ChildrenLocked(model, version).phase.at(static_cast<size_t>(phase));
     if (histogram == nullptr) {
-      histogram = &phase_.Add({{"service", service_},
-                               {"model", model},
-                               {"version", version},
-                               {"phase", PhaseName(phase)}},
-                              LatencyBuckets());
+      prometheus::Labels labels = LabelsLocked(model, version);
+      labels.emplace("phase", PhaseName(phase));
+      histogram = &phase_.Add(labels, LatencyBuckets());
     }
     return *histogram;
   }
@@ -138,7 +135,7 @@ class ServingMetrics::Impl {
     }
     prometheus::Gauge*& child = family.children[{model, version}];
     if (child == nullptr) {
-      child = &family.family->Add({{"service", service_}, {"model", model}, {"version", version}});
+      child = &family.family->Add(LabelsLocked(model, version));
     }
     return child;
   }
@@ -155,10 +152,14 @@ class ServingMetrics::Impl {
     }
     prometheus::Histogram*& child = family.children[{model, version}];
     if (child == nullptr) {
-      child = &family.family->Add({{"service", service_}, {"model", model}, {"version", version}},
-                                  family.buckets);
+      child = &family.family->Add(LabelsLocked(model, version), family.buckets);
     }
     return child;
+  }
+
+  void SetBackend(const std::string& model, const std::string& version, std::string backend) {
+    std::lock_guard<std::mutex> lock(mu_);
+    backends_[{model, version}] = std::move(backend);
   }
 
   // The children that need no extra label, all made when the model version is first seen.
@@ -168,12 +169,22 @@ class ServingMetrics::Impl {
   }
 
  private:
+  // {service, model, version, backend}: the labels every per-model series carries. A version
+  // whose backend was never set (e.g. a request for a model that does not exist) has none.
+  prometheus::Labels LabelsLocked(const std::string& model, const std::string& version) const {
+    prometheus::Labels labels = {{"service", service_}, {"model", model}, {"version", version}};
+    const auto backend = backends_.find({model, version});
+    if (backend != backends_.end() && !backend->second.empty()) {
+      labels.emplace("backend", backend->second);
+    }
+    return labels;
+  }
+
   Children& ChildrenLocked(const std::string& model, const std::string& version) {
     auto [it, inserted] = children_.try_emplace(std::make_pair(model, version));
     Children& children = it->second;
     if (inserted) {
-      const prometheus::Labels labels = {
-          {"service", service_}, {"model", model}, {"version", version}};
+      const prometheus::Labels labels = LabelsLocked(model, version);
       children.duration = &duration_.Add(labels, LatencyBuckets());
       children.batch_size = &batch_size_.Add(labels, BatchSizeBuckets());
       children.in_flight = &in_flight_.Add(labels);
@@ -202,6 +213,7 @@ class ServingMetrics::Impl {
   std::mutex mu_;
   // std::map: references to its values stay valid while other entries are added.
   std::map<std::pair<std::string, std::string>, Children> children_;
+  std::map<std::pair<std::string, std::string>, std::string> backends_;           // guarded by mu_
   std::map<std::string, FamilyMetric<prometheus::Gauge>> family_gauges_;          // guarded by mu_
   std::map<std::string, FamilyMetric<prometheus::Histogram>> family_histograms_;  // guarded by mu_
 };
@@ -231,9 +243,16 @@ void ServingMetrics::AddInFlight(const std::string& model, const std::string& ve
   impl_->ModelChildren(model, version).in_flight->Increment(delta);
 }
 
+void ServingMetrics::SetModelBackend(const std::string& model, const std::string& version,
+                                     const std::string& backend) {
+  impl_->SetBackend(model, version, backend);
+}
+
 void ServingMetrics::SetModelLoadSeconds(const std::string& model, const std::string& version,
                                          double seconds) {
   impl_->ModelChildren(model, version).load_seconds->Set(seconds);
+  // The OK series exists from the start, so the first request shows in rate().
+  impl_->RequestCounter(model, version, absl::StatusCode::kOk);
 }
 
 void ServingMetrics::SetFamilyGauge(const std::string& name, const std::string& help,

@@ -1,13 +1,14 @@
 // The standard metric families of every model service. The names and labels are the schema the
 // dashboards and alerts are written against:
 //
-//   imginterp_requests_total{service,model,version,code}          counter
-//   imginterp_request_duration_seconds{service,model,version}     histogram (LatencyBuckets)
-//   imginterp_request_phase_seconds{service,model,version,phase}  histogram (LatencyBuckets)
-//   imginterp_batch_size{service,model,version}                   histogram (BatchSizeBuckets)
-//   imginterp_in_flight_requests{service,model,version}           gauge
-//   imginterp_model_load_seconds{service,model,version}           gauge
+//   imginterp_requests_total{service,model,version,backend,code}          counter
+//   imginterp_request_duration_seconds{service,model,version,backend}     histogram
+//   (LatencyBuckets) imginterp_request_phase_seconds{service,model,version,backend,phase} histogram
+//   (LatencyBuckets) imginterp_batch_size{service,model,version,backend} histogram
+//   (BatchSizeBuckets) imginterp_in_flight_requests{service,model,version,backend}           gauge
+//   imginterp_model_load_seconds{service,model,version,backend}           gauge
 //
+// (deploy/metrics.md documents the whole schema, the process and gateway families included.)
 // `code` is the canonical status name ("OK", "INVALID_ARGUMENT"); `phase` is one of queue,
 // preprocess, inference, postprocess. Labels stay bounded: never a request or job id.
 #pragma once
@@ -54,13 +55,19 @@ class ServingMetrics {
   void RecordBatch(const std::string& model, const std::string& version, int batch_size);
   // Adds `delta` (+1 on arrival, -1 on completion) to the requests being served.
   void AddInFlight(const std::string& model, const std::string& version, int delta);
-  // How long loading (and warming up) the model version took, in seconds.
+  // The `backend` label of the model version's series ("torchscript", "native", ...): set it
+  // when the version loads, before anything is recorded for it, since series keep the labels
+  // they were created with.
+  void SetModelBackend(const std::string& model, const std::string& version,
+                       const std::string& backend);
+  // How long loading (and warming up) the model version took, in seconds. Also creates the
+  // version's series (requests with code OK included) at 0.
   void SetModelLoadSeconds(const std::string& model, const std::string& version, double seconds);
 
   // A family's own measurements (e.g. imginterp_generate_step_seconds), labelled {service, model,
-  // version} like the standard families. A name is registered on the registry at first use, with
-  // `help` (and `buckets`) of that first use; a name already used for the other kind of metric is
-  // ignored (a programming error that must not take down serving).
+  // version, backend} like the standard families. A name is registered on the registry at first
+  // use, with `help` (and `buckets`) of that first use; a name already used for the other kind of
+  // metric is ignored (a programming error that must not take down serving).
   void SetFamilyGauge(const std::string& name, const std::string& help, const std::string& model,
                       const std::string& version, double value);
   void ObserveFamilyHistogram(const std::string& name, const std::string& help,

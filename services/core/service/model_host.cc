@@ -151,6 +151,8 @@ absl::Status ModelHost::LoadInto(Slot& slot, const v1::ModelConfig& config, int6
   info.config = config;
   info.version_dir = version_dir;
   info.metrics = &metrics_;
+  // Before the handler loads: it may already record family metrics, which carry the backend.
+  metrics_.SetModelBackend(config.name(), std::to_string(version), config.backend());
   std::unique_ptr<model::ModelRunner> runner;
   if (config.backend() == "torchscript") {
     model::TorchScriptOptions runner_options;

@@ -107,8 +107,8 @@ int ServiceMain(int argc, char** argv, ServiceDefinition definition) {
   }
   IMGINTERP_LOG(Info) << flags.Describe();
 
-  auto metrics_server =
-      metrics::MetricsServer::Create(absl::StrCat(f.bind_host, ":", f.metrics_port));
+  auto metrics_server = metrics::MetricsServer::Create(
+      absl::StrCat(f.bind_host, ":", f.metrics_port), handler.family());
   if (!metrics_server.ok()) {
     IMGINTERP_LOG(Error) << metrics_server.status().message();
     return 1;
@@ -183,7 +183,9 @@ int ServiceMain(int argc, char** argv, ServiceDefinition definition) {
     const int signal = common::WaitForShutdownOrReloadSignal();
     if (signal != SIGHUP) break;
     IMGINTERP_LOG(Info) << "SIGHUP: reloading the model repository";
-    if (auto s = (*host)->Reload(); !s.ok()) IMGINTERP_LOG(Warning) << "reload: " << s.message();
+    if (auto s = (*host)->Reload(); !s.ok()) {
+      IMGINTERP_LOG(Warning) << "reload: " << s.message();
+    }
   }
   IMGINTERP_LOG(Info) << "shutting down: draining calls and tasks in flight";
   (*server)->SetServing(false);

@@ -4,10 +4,12 @@
 
 #include <string>
 
+#include "tests/unit/clip/clip_test_data.h"
+
 namespace imginterp::clip {
 namespace {
 
-const std::string kRef = IMGINTERP_REFERENCE_DIR;
+using test_data::kRef;
 
 TEST(ClipConfig, ReadsSd15TextEncoderConfig) {
   auto c = ClipTextConfig::FromFile(kRef + "/diffusion/configs/sd15/text_encoder.json");

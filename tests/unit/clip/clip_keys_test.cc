@@ -11,11 +11,12 @@
 #include "services/models/clip/clip_text_model.h"
 #include "services/models/clip/clip_vision_model.h"
 #include "services/models/io/state_dict.h"
+#include "tests/unit/clip/clip_test_data.h"
 
 namespace imginterp::clip {
 namespace {
 
-const std::string kRef = IMGINTERP_REFERENCE_DIR;
+using test_data::kRef;
 const auto kMeta = torch::TensorOptions().device(torch::kMeta);
 
 void ExpectKeysMatch(const torch::nn::Module& module, const std::string& table) {

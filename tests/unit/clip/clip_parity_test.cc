@@ -13,11 +13,12 @@
 #include "services/models/clip/clip_loader.h"
 #include "services/models/io/safetensors_file.h"
 #include "services/models/nn/attention.h"
+#include "tests/unit/clip/clip_test_data.h"
 
 namespace imginterp::clip {
 namespace {
 
-const std::string kRef = IMGINTERP_REFERENCE_DIR;
+using test_data::kRef;
 constexpr double kTolerance = 1e-4;
 
 std::unique_ptr<models::SafetensorsFile> OpenOrDie(const std::string& path) {

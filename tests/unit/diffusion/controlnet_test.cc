@@ -23,7 +23,7 @@ using testing::OpenOrFail;
 using testing::ReferenceDiffusionDir;
 using testing::TinyDir;
 
-const auto kMeta = torch::TensorOptions().device(torch::kMeta);
+using testing::kMeta;
 
 TEST(ControlNetConfig, OpenposeV11ConfigParses) {
   auto config =

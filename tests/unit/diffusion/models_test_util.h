@@ -23,6 +23,9 @@ inline const std::string& ReferenceDiffusionDir() {
   return dir;
 }
 
+// Builds modules on the meta device: shapes and keys without allocating weights.
+inline const torch::TensorOptions kMeta = torch::TensorOptions().device(torch::kMeta);
+
 // The reference's own fp32/fp64 gap is below 5e-6; a faithful port stays far below this.
 constexpr double kTolerance = 1e-4;
 

@@ -28,7 +28,8 @@ at::Tensor ToyModel(const at::Tensor& sample, double t) {
   return sample * tt / (tt + 1);
 }
 
-std::unique_ptr<Scheduler> Make(const std::string& class_name, const std::string& config) {
+std::unique_ptr<Scheduler> MakeFromConfig(const std::string& class_name,
+                                          const std::string& config) {
   auto scheduler = MakeScheduler("{\"_class_name\": \"" + class_name + "\", " + config + "}");
   EXPECT_TRUE(scheduler.ok()) << scheduler.status();
   return scheduler.ok() ? std::move(*scheduler) : nullptr;
@@ -43,7 +44,7 @@ struct Loop {
 };
 
 at::Tensor RunLoop(const Loop& loop) {
-  auto scheduler = Make(loop.class_name, loop.config);
+  auto scheduler = MakeFromConfig(loop.class_name, loop.config);
   if (scheduler == nullptr) return at::Tensor();
   EXPECT_TRUE(scheduler->SetTimesteps(10).ok());
   at::Tensor sample = DeterministicSample() * scheduler->InitNoiseSigma();

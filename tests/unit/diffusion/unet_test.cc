@@ -22,7 +22,7 @@ using testing::OpenOrFail;
 using testing::ReferenceDiffusionDir;
 using testing::TinyDir;
 
-const auto kMeta = torch::TensorOptions().device(torch::kMeta);
+using testing::kMeta;
 
 TEST(UNetConfig, Sd15AttentionHeadDimMeansEightHeads) {
   auto config = UNet2DConditionConfig::FromFile(ReferenceDiffusionDir() + "configs/sd15/unet.json");

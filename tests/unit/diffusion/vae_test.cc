@@ -23,7 +23,7 @@ using testing::OpenOrFail;
 using testing::ReferenceDiffusionDir;
 using testing::TinyDir;
 
-const auto kMeta = torch::TensorOptions().device(torch::kMeta);
+using testing::kMeta;
 
 TEST(VaeConfig, Sd15ConfigExposesScalingFactorAndDownscale) {
   auto config = AutoencoderKLConfig::FromFile(ReferenceDiffusionDir() + "configs/sd15/vae.json");

@@ -6,6 +6,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "imginterp/v1/edges.pb.h"
+#include "tests/unit/gateway/stage_of.h"
 
 namespace imginterp::gateway {
 namespace {
@@ -39,13 +40,7 @@ v1::JobRecord Diamond(v1::StageState a, v1::StageState b, v1::StageState c, v1::
   return record;
 }
 
-const v1::StageRecord& StageOf(const v1::JobRecord& record, const std::string& name) {
-  for (const v1::StageRecord& stage : record.stages()) {
-    if (stage.name() == name) return stage;
-  }
-  ADD_FAILURE() << "no stage " << name;
-  return record.stages(0);
-}
+using test_util::StageOf;
 
 TEST(ComputeAdvanceTest, NewJobQueuesOnlyTheStagesWithoutDependencies) {
   const v1::JobRecord record = Diamond(v1::STAGE_STATE_PENDING, v1::STAGE_STATE_PENDING,

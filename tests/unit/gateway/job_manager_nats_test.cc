@@ -25,6 +25,7 @@
 #include "services/core/jobbus/task_queue.h"
 #include "services/core/rpc/grpc_server.h"
 #include "tests/support/nats_server.h"
+#include "tests/unit/gateway/stage_of.h"
 
 namespace imginterp::gateway {
 namespace {
@@ -73,13 +74,7 @@ v1::JobRequest Request(const std::string& pipeline, std::string image = "\x89PNG
   return request;
 }
 
-const v1::StageRecord& StageOf(const v1::JobRecord& record, const std::string& name) {
-  for (const v1::StageRecord& stage : record.stages()) {
-    if (stage.name() == name) return stage;
-  }
-  ADD_FAILURE() << "no stage " << name;
-  return record.stages(0);
-}
+using test_util::StageOf;
 
 class JobManagerNatsTest : public ::testing::Test {
  protected:

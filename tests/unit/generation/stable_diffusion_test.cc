@@ -21,6 +21,7 @@
 #include "services/models/diffusion/unet.h"
 #include "services/models/diffusion/vae.h"
 #include "services/models/io/safetensors_file.h"
+#include "tests/support/tensor_compare.h"
 
 namespace imginterp::generation {
 namespace {
@@ -44,11 +45,7 @@ std::map<std::string, std::string> ControlNetsFromConfig() {
   return controlnets;
 }
 
-double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b) {
-  EXPECT_EQ(a.sizes(), b.sizes());
-  if (a.sizes() != b.sizes()) return 1e30;
-  return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
-}
+using test_support::MaxAbsDiff;
 
 // A [1, 3, h, w] image in [0, 1] drawn from `seed`.
 at::Tensor RandomImage(int height, int width, uint64_t seed) {

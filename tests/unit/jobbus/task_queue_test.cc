@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <nats/nats.h>
 
+#include <chrono>
+
 #include "tests/unit/jobbus/bus_test_fixture.h"
 
 namespace imginterp::jobbus {
@@ -195,6 +197,58 @@ TEST_F(TaskQueueTest, InProgressKeepsATaskPastItsAckWait) {
     EXPECT_TRUE(stolen->empty());
   }
   EXPECT_TRUE((*batch)[0]->Ack().ok());
+}
+
+TEST_F(TaskQueueTest, ConsumerLagCountsPendingAckPendingAndRedeliveredTasks) {
+  auto missing = ReadConsumerLag(*connection_, layout_, "edges");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
+
+  auto consumer = NewConsumer();
+  ASSERT_NE(consumer, nullptr);
+  for (const char* job : {"job-1", "job-2", "job-3"}) {
+    ASSERT_TRUE(publisher_->Publish(NewTask(job)).ok());
+  }
+  auto lag = ReadConsumerLag(*connection_, layout_, "edges");
+  ASSERT_TRUE(lag.ok()) << lag.status();
+  EXPECT_EQ(lag->pending, 3u);
+  EXPECT_EQ(lag->ack_pending, 0);
+  EXPECT_EQ(lag->redelivered, 0);
+
+  auto first = consumer->Fetch(1, 2000);
+  ASSERT_TRUE(first.ok() && first->size() == 1u);
+  lag = ReadConsumerLag(*connection_, layout_, "edges");
+  ASSERT_TRUE(lag.ok()) << lag.status();
+  EXPECT_EQ(lag->pending, 2u);
+  EXPECT_EQ(lag->ack_pending, 1);
+  EXPECT_EQ(lag->redelivered, 0);
+
+  // The nak'ed task goes back to the stream and comes again, in some order with the others.
+  ASSERT_TRUE((*first)[0]->Nak(0).ok());
+  std::vector<std::unique_ptr<TaskDelivery>> held;
+  bool redelivered = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (held.size() < 3u && std::chrono::steady_clock::now() < deadline) {
+    auto batch = consumer->Fetch(3, 1000);
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    for (auto& delivery : *batch) {
+      redelivered |= delivery->delivery_count() == 2u;
+      held.push_back(std::move(delivery));
+    }
+  }
+  ASSERT_EQ(held.size(), 3u);
+  ASSERT_TRUE(redelivered);
+  lag = ReadConsumerLag(*connection_, layout_, "edges");
+  ASSERT_TRUE(lag.ok()) << lag.status();
+  EXPECT_EQ(lag->pending, 0u);
+  EXPECT_EQ(lag->ack_pending, 3);
+  EXPECT_EQ(lag->redelivered, 1);
+
+  for (auto& delivery : held) ASSERT_TRUE(delivery->Ack().ok());
+  lag = ReadConsumerLag(*connection_, layout_, "edges");
+  ASSERT_TRUE(lag.ok()) << lag.status();
+  EXPECT_EQ(lag->pending, 0u);
+  EXPECT_EQ(lag->ack_pending, 0);
+  EXPECT_EQ(lag->redelivered, 0);
 }
 
 }  // namespace

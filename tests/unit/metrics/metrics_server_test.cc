@@ -5,13 +5,16 @@
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/registry.h"
+#include "services/core/common/http_get.h"
 #include "services/core/metrics/serving_metrics.h"
-#include "tests/unit/metrics/http_get.h"
 
 namespace imginterp::metrics {
 namespace {
 
-using ::imginterp::metrics::testing::HttpGet;
+// The exporter's page, as Prometheus would fetch it.
+absl::StatusOr<std::string> ScrapeMetrics(int port) {
+  return common::HttpGet({"127.0.0.1", port, "/metrics"}, std::chrono::seconds(5));
+}
 
 TEST(MetricsServerTest, PortZeroPicksAFreePortAndServesTheRegistry) {
   auto server = MetricsServer::Create("127.0.0.1:0");
@@ -25,7 +28,7 @@ TEST(MetricsServerTest, PortZeroPicksAFreePortAndServesTheRegistry) {
       .Add({{"kind", "a"}})
       .Increment(3);
 
-  auto body = HttpGet((*server)->port(), "/metrics");
+  auto body = ScrapeMetrics((*server)->port());
   ASSERT_TRUE(body.ok()) << body.status();
   EXPECT_TRUE(absl::StrContains(*body, "# HELP imginterp_test_events_total Events counted"))
       << *body;
@@ -42,7 +45,7 @@ TEST(MetricsServerTest, ServesTheStandardServingFamilies) {
     metrics.RecordBatch("m", "1", 2);
   }  // the families live in the registry, not in ServingMetrics
 
-  auto body = HttpGet((*server)->port(), "/metrics");
+  auto body = ScrapeMetrics((*server)->port());
   ASSERT_TRUE(body.ok()) << body.status();
   EXPECT_TRUE(absl::StrContains(
       *body, "imginterp_requests_total{code=\"OK\",model=\"m\",service=\"s\",version=\"1\"} 2"))

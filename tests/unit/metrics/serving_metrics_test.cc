@@ -134,8 +134,16 @@ TEST_F(ServingMetricsTest, InFlightGaugeFollowsArrivalsAndCompletions) {
 TEST_F(ServingMetricsTest, ModelLoadSecondsIsTheLastValueSet) {
   metrics_.SetModelLoadSeconds("m", "2", 4.0);
   metrics_.SetModelLoadSeconds("m", "2", 1.25);
+  const std::string text = Scrape();
   EXPECT_TRUE(absl::StrContains(
-      Scrape(), "imginterp_model_load_seconds{model=\"m\",service=\"s\",version=\"2\"} 1.25"));
+      text, "imginterp_model_load_seconds{model=\"m\",service=\"s\",version=\"2\"} 1.25"));
+  // Loading creates the version's series at 0, so its first request shows in rate().
+  EXPECT_TRUE(absl::StrContains(
+      text, "imginterp_requests_total{code=\"OK\",model=\"m\",service=\"s\",version=\"2\"} 0"))
+      << text;
+  EXPECT_TRUE(absl::StrContains(
+      text, "imginterp_request_duration_seconds_count{model=\"m\",service=\"s\",version=\"2\"} 0"))
+      << text;
 }
 
 TEST_F(ServingMetricsTest, ModelsAndVersionsAreSeparateSeries) {
@@ -184,6 +192,39 @@ TEST_F(ServingMetricsTest, ConcurrentRecordingLosesNothing) {
         absl::StrContains(text, absl::StrCat("imginterp_requests_total{code=\"OK\",model=\"", model,
                                              "\",service=\"s\",version=\"1\"} 2000")))
         << text;
+  }
+}
+
+TEST_F(ServingMetricsTest, EverySeriesOfAModelVersionCarriesItsBackend) {
+  metrics_.SetModelBackend("m", "1", "torchscript");
+  metrics_.SetModelBackend("m", "2", "native");
+  metrics_.RecordRequest("m", "1", absl::StatusCode::kOk, 0.01);
+  metrics_.RecordRequest("m", "2", absl::StatusCode::kOk, 0.01);
+  metrics_.RecordPhase("m", "1", Phase::kInference, 0.01);
+  metrics_.RecordBatch("m", "2", 1);
+  metrics_.SetFamilyGauge("imginterp_test_gauge", "A family's gauge.", "m", "2", 7);
+  metrics_.ObserveFamilyHistogram("imginterp_test_seconds", "A family's histogram.", {1.0}, "m",
+                                  "1", 0.5);
+  metrics_.RecordRequest("missing", "0", absl::StatusCode::kNotFound, 0);
+
+  const std::string text = Scrape();
+  for (const char* series :
+       {"imginterp_requests_total{backend=\"torchscript\",code=\"OK\",model=\"m\",service=\"s\","
+        "version=\"1\"} 1",
+        "imginterp_requests_total{backend=\"native\",code=\"OK\",model=\"m\",service=\"s\","
+        "version=\"2\"} 1",
+        "imginterp_request_duration_seconds_count{backend=\"native\",model=\"m\",service=\"s\","
+        "version=\"2\"} 1",
+        "imginterp_request_phase_seconds_count{backend=\"torchscript\",model=\"m\","
+        "phase=\"inference\",service=\"s\",version=\"1\"} 1",
+        "imginterp_batch_size_count{backend=\"native\",model=\"m\",service=\"s\",version=\"2\"} 1",
+        "imginterp_test_gauge{backend=\"native\",model=\"m\",service=\"s\",version=\"2\"} 7",
+        "imginterp_test_seconds_count{backend=\"torchscript\",model=\"m\",service=\"s\","
+        "version=\"1\"} 1",
+        // A version that never loaded has no backend to name.
+        "imginterp_requests_total{code=\"NOT_FOUND\",model=\"missing\",service=\"s\","
+        "version=\"0\"} 1"}) {
+    EXPECT_TRUE(absl::StrContains(text, series)) << series << "\n" << text;
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include "services/models/nn/attention_core.h"
 #include "services/models/nn/layers.h"
+#include "tests/support/tensor_compare.h"
 
 namespace imginterp::nn {
 namespace {
@@ -22,9 +23,7 @@ torch::Tensor Reference(const torch::Tensor& q, const torch::Tensor& k, const to
   return torch::matmul(weights, v.to(torch::kDouble));
 }
 
-double MaxAbsDiff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
-}
+using test_support::MaxAbsDiff;
 
 class AttentionCoreTest : public ::testing::Test {
  protected:

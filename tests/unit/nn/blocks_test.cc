@@ -9,6 +9,7 @@
 #include "services/models/nn/resnet_block.h"
 #include "services/models/nn/sampling.h"
 #include "services/models/nn/transformer_2d.h"
+#include "tests/support/tensor_compare.h"
 
 namespace imginterp::nn {
 namespace {
@@ -21,9 +22,7 @@ std::set<std::string> Keys(const torch::nn::Module& module) {
   return keys;
 }
 
-double MaxAbsDiff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).abs().max().item<double>();
-}
+using test_support::MaxAbsDiff;
 
 TEST(ResnetBlock2D, ChangingChannelsAddsShortcutAndTimeProjection) {
   ResnetBlock2DOptions o;

@@ -156,7 +156,9 @@ TEST_F(ModelHostTest, ModelThatFailedToLoadIsUnavailableWithReasonWhileOthersSer
       EXPECT_EQ(info.state(), v1::MODEL_STATE_UNAVAILABLE);
       EXPECT_NE(info.state_reason().find("corrupt"), std::string::npos);
     }
-    if (info.name() == "alpha") EXPECT_EQ(info.state(), v1::MODEL_STATE_READY);
+    if (info.name() == "alpha") {
+      EXPECT_EQ(info.state(), v1::MODEL_STATE_READY);
+    }
   }
   EXPECT_TRUE(listed);
   EXPECT_TRUE(host_->AnyReady());

@@ -5,6 +5,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "gtest/gtest.h"
+#include "tests/unit/upscale/mat_compare.h"
 
 namespace imginterp::upscale {
 namespace {
@@ -49,13 +50,7 @@ cv::Mat RandomImage(int width, int height, int seed) {
   return rgb;
 }
 
-double MaxDifference(const cv::Mat& a, const cv::Mat& b) {
-  cv::Mat diff;
-  cv::absdiff(a, b, diff);
-  double max_value = 0;
-  cv::minMaxLoc(diff.reshape(1), nullptr, &max_value);
-  return max_value;
-}
+using test_util::MaxDifference;
 
 // The untiled reference: one tile covering the whole image.
 cv::Mat Untiled(const cv::Mat& rgb, int scale, const TileUpscaler& upscaler) {
@@ -103,7 +98,9 @@ TEST(PlanAxisTest, CoversExactlyWithFullTilesAndAtLeastTheOverlapUsingTheFewestT
         }
         // One tile fewer could not have covered the length with that overlap.
         const int n = static_cast<int>(spans->size());
-        if (n > 1) EXPECT_LT(tile + (n - 2) * (tile - overlap), length);
+        if (n > 1) {
+          EXPECT_LT(tile + (n - 2) * (tile - overlap), length);
+        }
       }
     }
   }
@@ -166,8 +163,12 @@ TEST(AxisWeightsTest, HardCutGivesEachPixelToTheTileWhereItIsFurthestFromAnEdge)
       EXPECT_EQ(weights[k], x >= owned.start && x < owned.end() ? 1.0f : 0.0f);
     }
     // At least overlap / 2 input pixels from any edge shared with a neighbour.
-    if (i > 0) EXPECT_GE(owned.start - spans[i].start * scale, 8 * scale);
-    if (i + 1 < spans.size()) EXPECT_GE(spans[i].end() * scale - owned.end(), 8 * scale);
+    if (i > 0) {
+      EXPECT_GE(owned.start - spans[i].start * scale, 8 * scale);
+    }
+    if (i + 1 < spans.size()) {
+      EXPECT_GE(spans[i].end() * scale - owned.end(), 8 * scale);
+    }
   }
   EXPECT_EQ(next, 353 * scale);
 }

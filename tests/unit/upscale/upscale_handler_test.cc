@@ -12,6 +12,7 @@
 #include "services/core/model/torchscript_runner.h"
 #include "services/upscale/tiling.h"
 #include "tests/support/assets.h"
+#include "tests/unit/upscale/mat_compare.h"
 
 namespace imginterp::upscale {
 namespace {
@@ -99,13 +100,7 @@ cv::Mat RandomBgr(int width, int height) {
   return bgr;
 }
 
-double MaxDifference(const cv::Mat& a, const cv::Mat& b) {
-  cv::Mat diff;
-  cv::absdiff(a, b, diff);
-  double max_value = 0;
-  cv::minMaxLoc(diff.reshape(1), nullptr, &max_value);
-  return max_value;
-}
+using test_util::MaxDifference;
 
 TEST(ParseEsrganConfigTest, ReadsScaleAndTileDefaultsFromParameters) {
   auto config = ParseEsrganConfig("esrgan-slim-x3", Info("esrgan-slim-x3", 3).config);
@@ -376,7 +371,9 @@ TEST_P(RealEsrganTest, TiledEqualsUntiledWithinTwoGreyLevelsOnAPhoto) {
                 << tiled->tiles << " tiles, max difference " << difference << " grey levels, "
                 << ms / tiled->tiles << " ms per tile\n";
       // The service blends with the hard cut; feathering is measured for comparison.
-      if (feather == 0) EXPECT_LE(difference, 2) << "tile " << tile;
+      if (feather == 0) {
+        EXPECT_LE(difference, 2) << "tile " << tile;
+      }
     }
   }
 }
