@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <opencv2/imgproc.hpp>
 #include <sstream>
@@ -78,6 +79,9 @@ Stack::~Stack() {
     if (process->child != nullptr) process->child->Terminate();
   }
   nats_.reset();
+  // The processes' logs: failing tests print their tails before the stack goes away. Set
+  // IMGINTERP_KEEP_TEST_DIRS=1 to keep them for a closer look.
+  if (std::getenv("IMGINTERP_KEEP_TEST_DIRS") == nullptr) test_support::RemoveTree(work_dir_);
 }
 
 absl::Status Stack::StartNats() {
