@@ -38,6 +38,7 @@ ConsumerLagPoller::~ConsumerLagPoller() {
 }
 
 int ConsumerLagPoller::PollOnce() {
+  std::lock_guard<std::mutex> lock(poll_mu_);
   int read = 0;
   for (size_t i = 0; i < families_.size(); ++i) {
     absl::StatusOr<jobbus::ConsumerLag> lag =

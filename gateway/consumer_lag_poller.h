@@ -44,7 +44,9 @@ class ConsumerLagPoller {
   const jobbus::BusLayout layout_;
   const std::vector<std::string> families_;
   GatewayMetrics& metrics_;
-  std::vector<bool> failing_;  // Per family; touched by the polling thread only.
+  // Serialises rounds: the thread's and any caller's of PollOnce.
+  std::mutex poll_mu_;
+  std::vector<bool> failing_;  // Per family; guarded by poll_mu_.
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;  // Guarded by mu_.
