@@ -2,28 +2,35 @@
 // and without one ControlNet, at 32x32 and 64x64 latents (256^2 and 512^2 images), batch 2
 // (classifier-free guidance), 77-token context. Prints a table with seconds per step, peak RSS and
 // GFLOP/s (convolution, linear and attention matmul FLOPs counted analytically from the config;
-// norms and activations are not counted).
+// norms and activations are not counted), and each step's ratio to the figures recorded for the
+// reference implementations. --kernels=project,aten times the library's CPU kernels and
+// LibTorch's own ops on the same machine; --profile adds a per-operator profile of one step.
 //
 //   unet_bench [--config_dir=tests/data/reference/diffusion/configs/sd15] [--sizes=32,64]
-//              [--steps=2] [--warmup=1] [--threads=0]      (--help describes them)
+//              [--steps=2] [--warmup=1] [--threads=0] [--kernels=project] [--controlnet=none,1]
+//              [--profile] [--profile_shapes] [--top_ops=15]      (--help describes them)
 //
-// Reference (diffusers on PyTorch 1.13, 2 cores, fp32): ~2.6-4 s per call at 32x32 and
+// Recorded reference (diffusers on PyTorch 1.13, 2 cores, fp32): ~2.6-4 s per call at 32x32 and
 // ~12-15.5 s at 64x64; peak RSS 3.7 GiB and 6 GiB.
 #include <torch/torch.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "benchmarks/diffusion/bench_util.h"
+#include "benchmarks/diffusion/op_profile.h"
 #include "services/core/common/status_macros.h"
 #include "services/models/diffusion/controlnet.h"
 #include "services/models/diffusion/unet.h"
+#include "services/models/nn/cpu_parallel.h"
 #include "services/models/nn/layers.h"
 
 namespace imginterp::diffusion {
@@ -36,6 +43,13 @@ struct Flags {
   int steps = 2;
   int warmup = 1;
   int threads = 0;
+  std::string kernels_list = "project";  // --kernels as given
+  std::vector<nn::CpuKernels> kernels;   // parsed
+  std::string controlnet_list = "none,1";
+  std::vector<bool> controlnet;  // parsed: false = UNet alone, true = with one ControlNet
+  bool profile = false;
+  bool profile_shapes = false;
+  int top_ops = 15;
 };
 
 using bench::PeakRssGiB;
@@ -58,6 +72,65 @@ absl::StatusOr<std::vector<int64_t>> ParseSizes(const std::string& list) {
   }
   if (sizes.empty()) return absl::InvalidArgumentError("--sizes is empty (e.g. --sizes=32,64)");
   return sizes;
+}
+
+const char* KernelsName(nn::CpuKernels kernels) {
+  return kernels == nn::CpuKernels::kAten ? "aten" : "project";
+}
+
+// "project,aten" -> the kernel settings to time, in that order.
+absl::StatusOr<std::vector<nn::CpuKernels>> ParseKernels(const std::string& list) {
+  std::vector<nn::CpuKernels> kernels;
+  for (absl::string_view part : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
+    if (part == "project") {
+      kernels.push_back(nn::CpuKernels::kProject);
+    } else if (part == "aten") {
+      kernels.push_back(nn::CpuKernels::kAten);
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--kernels=", list, ": '", part, "' is neither project nor aten"));
+    }
+  }
+  if (kernels.empty()) return absl::InvalidArgumentError("--kernels is empty (e.g. project,aten)");
+  return kernels;
+}
+
+// "none,1" -> {false, true}: the UNet alone and with one ControlNet.
+absl::StatusOr<std::vector<bool>> ParseControlNet(const std::string& list) {
+  std::vector<bool> runs;
+  for (absl::string_view part : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
+    if (part != "none" && part != "1") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--controlnet=", list, ": '", part, "' is neither none nor 1"));
+    }
+    runs.push_back(part == "1");
+  }
+  if (runs.empty()) return absl::InvalidArgumentError("--controlnet is empty (e.g. none,1)");
+  return runs;
+}
+
+// The figures recorded in tests/data/reference/diffusion/README.md for this kind of machine
+// (2 cores, fp32), per guided step: diffusers (PyTorch 1.13) for the UNet alone, and
+// stable-diffusion.cpp with and without a ControlNet. Only 32x32 and 64x64 latents were recorded.
+std::string RatioToRecorded(int64_t size, bool with_controlnet, double seconds) {
+  struct Recorded {
+    double diffusers_low, diffusers_high, sdcpp, sdcpp_controlnet;
+  };
+  Recorded r{};
+  if (size == 32) {
+    r = {2.6, 4.0, 3.5, 4.7};
+  } else if (size == 64) {
+    r = {12.0, 15.5, 21.4, 30.5};
+  } else {
+    return "(none recorded at this size)";
+  }
+  if (with_controlnet) {
+    return absl::StrFormat("%.2fx sd.cpp+ControlNet (%.1f s)", seconds / r.sdcpp_controlnet,
+                           r.sdcpp_controlnet);
+  }
+  return absl::StrFormat("%.2f-%.2fx diffusers (%.1f-%.1f s), %.2fx sd.cpp (%.1f s)",
+                         seconds / r.diffusers_high, seconds / r.diffusers_low, r.diffusers_low,
+                         r.diffusers_high, seconds / r.sdcpp, r.sdcpp);
 }
 
 // FLOPs of the down half + mid block (shared by UNet and ControlNet) or of the up half.
@@ -153,11 +226,14 @@ int Run(const Flags& flags) {
     return 1;
   }
   nn::ResetParameters(**unet);
-  std::printf("threads: %d, UNet built (peak RSS %.2f GiB)\n", torch::get_num_threads(),
+  std::printf("threads: %d, OPENBLAS_NUM_THREADS=%s, UNet built (peak RSS %.2f GiB)\n",
+              torch::get_num_threads(),
+              std::getenv("OPENBLAS_NUM_THREADS") != nullptr ? std::getenv("OPENBLAS_NUM_THREADS")
+                                                             : "unset",
               PeakRssGiB());
-  std::printf("%-8s %-10s %12s %12s %12s %10s\n", "latent", "controlnet", "s/step", "GFLOP/step",
-              "GFLOP/s", "peakRSS");
-  for (bool with_controlnet : {false, true}) {
+  std::printf("%-8s %-10s %-8s %10s %11s %9s %9s  %s\n", "latent", "controlnet", "kernels",
+              "s/step", "GFLOP/step", "GFLOP/s", "peakRSS", "vs recorded reference s/step");
+  for (bool with_controlnet : flags.controlnet) {
     ControlNetModel controlnet{nullptr};
     if (with_controlnet) {
       auto cn = CreateControlNetModel(*cn_config, torch::TensorOptions().dtype(torch::kFloat));
@@ -182,19 +258,39 @@ int Run(const Flags& flags) {
         }
         return unet->get()->forward(sample, t, context);
       };
-      for (int i = 0; i < flags.warmup; ++i) step();
-      const auto start = std::chrono::steady_clock::now();
-      for (int i = 0; i < flags.steps; ++i) step();
-      const double seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
-          flags.steps;
       double flops = UNetFlops(*unet_config, size, batch, /*up_half=*/true);
       if (with_controlnet) flops += UNetFlops(cn_config->unet, size, batch, /*up_half=*/false);
-      std::printf("%-8s %-10s %12.3f %12.1f %12.2f %8.2fGiB\n",
-                  (std::to_string(size) + "x" + std::to_string(size)).c_str(),
-                  with_controlnet ? "1" : "none", seconds, flops / 1e9, flops / 1e9 / seconds,
-                  PeakRssGiB());
-      std::fflush(stdout);
+      for (nn::CpuKernels kernels : flags.kernels) {
+        nn::SetCpuKernels(kernels);
+        for (int i = 0; i < flags.warmup; ++i) step();
+        const auto start = std::chrono::steady_clock::now();
+        for (int i = 0; i < flags.steps; ++i) step();
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
+            flags.steps;
+        std::printf("%-8s %-10s %-8s %10.3f %11.1f %9.2f %7.2fGiB  %s\n",
+                    (std::to_string(size) + "x" + std::to_string(size)).c_str(),
+                    with_controlnet ? "1" : "none", KernelsName(kernels), seconds, flops / 1e9,
+                    flops / 1e9 / seconds, PeakRssGiB(),
+                    RatioToRecorded(size, with_controlnet, seconds).c_str());
+        std::fflush(stdout);
+        if (flags.profile) {
+          bench::OpProfile profile;
+          profile.by_shape = flags.profile_shapes;
+          const auto profile_start = std::chrono::steady_clock::now();
+          {
+            bench::ScopedOpProfile recording(&profile);
+            step();
+          }
+          const double profiled =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - profile_start)
+                  .count();
+          std::printf("  per-operator profile of one more step (%.3f s with the profiler on):\n",
+                      profiled);
+          profile.Print(stdout, 1, profiled, flags.top_ops);
+          std::fflush(stdout);
+        }
+      }
     }
   }
   return 0;
@@ -214,11 +310,26 @@ int main(int argc, char** argv) {
   flag_set.Add("steps", &flags.steps, "Timed steps per size, averaged (at least 1)");
   flag_set.Add("warmup", &flags.warmup, "Untimed steps per size before the timed ones");
   flag_set.Add("threads", &flags.threads, "LibTorch intra-op threads; 0: LibTorch's default");
+  flag_set.Add("kernels", &flags.kernels_list,
+               "Comma-separated CPU kernels to time: project (the library's split kernels) and/or "
+               "aten (LibTorch's own linear/conv2d/attention ops, as the reference calls them)");
+  flag_set.Add("controlnet", &flags.controlnet_list,
+               "Comma-separated runs: none (the UNet alone) and/or 1 (with one ControlNet)");
+  flag_set.Add("profile", &flags.profile,
+               "After the timed steps, time one more step per operator (self time, calls, "
+               "GFLOP/s of convolutions and matrix products) and by kind of operator");
+  flag_set.Add("profile_shapes", &flags.profile_shapes,
+               "With --profile: one row per operator and input shapes instead of per operator");
+  flag_set.Add("top_ops", &flags.top_ops, "Operators listed by --profile, slowest first");
   auto check = [&]() -> absl::Status {
     IMGINTERP_RETURN_IF_ERROR(imginterp::bench::CheckAtLeast("steps", flags.steps, 1));
     IMGINTERP_RETURN_IF_ERROR(imginterp::bench::CheckAtLeast("warmup", flags.warmup, 0));
     IMGINTERP_RETURN_IF_ERROR(imginterp::bench::CheckAtLeast("threads", flags.threads, 0));
     IMGINTERP_ASSIGN_OR_RETURN(flags.latent_sizes, imginterp::diffusion::ParseSizes(flags.sizes));
+    IMGINTERP_ASSIGN_OR_RETURN(flags.kernels,
+                               imginterp::diffusion::ParseKernels(flags.kernels_list));
+    IMGINTERP_ASSIGN_OR_RETURN(flags.controlnet,
+                               imginterp::diffusion::ParseControlNet(flags.controlnet_list));
     return absl::OkStatus();
   };
   if (auto exit_code =

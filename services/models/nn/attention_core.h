@@ -5,6 +5,14 @@
 // the naive self-attention scores are 2 x 8 x 4096 x 4096 floats (1 GiB), which is what the
 // chunked path avoids.
 //
+// On the CPU with several intra-op threads (cpu_parallel.h), ScaledDotProductAttention takes a
+// third path for float/double work of 4 MFLOP or more: the (batch entry, head) pairs, and blocks of
+// query rows when there are fewer pairs than threads, are shared out between the threads, each
+// walking its queries in cache-sized blocks (at most 256 rows, ~2 MiB of scores, and within
+// max_score_bytes across the threads). Float32 without a mask also folds the scale into the
+// queries and takes the softmax in place (row_softmax.h). PlannedQueryChunk describes the two
+// single-threaded paths only.
+//
 // Thread-safety: pure functions.
 #pragma once
 

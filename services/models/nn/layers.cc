@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "services/models/nn/cpu_parallel.h"
+
 namespace imginterp::nn {
 namespace {
 
@@ -41,7 +43,7 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool bias,
 }
 
 at::Tensor LinearImpl::forward(const at::Tensor& input) {
-  return torch::linear(input, weight, bias);
+  return ParallelLinear(input, weight, bias);
 }
 
 void LinearImpl::ResetParameters() { UniformFanIn(weight, bias, in_features_); }
@@ -57,6 +59,7 @@ Conv2dImpl::Conv2dImpl(const Conv2dOptions& conv, const c10::TensorOptions& opti
 }
 
 at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
+  if (conv_.groups == 1) return ParallelConv2d(input, weight, bias, conv_.stride, conv_.padding);
   return torch::conv2d(input, weight, bias, {conv_.stride, conv_.stride},
                        {conv_.padding, conv_.padding}, {1, 1}, conv_.groups);
 }

@@ -1,0 +1,472 @@
+#include "services/models/nn/cpu_parallel.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/record_function.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+// at::parallel_for is a template: with LibTorch's OpenMP backend it is only parallel in code
+// compiled with OpenMP (see this library's CMakeLists.txt).
+#if AT_PARALLEL_OPENMP && !defined(_OPENMP)
+#error "cpu_parallel.cc must be compiled with OpenMP (-fopenmp) to match LibTorch's backend"
+#endif
+
+namespace imginterp::nn {
+namespace {
+
+// Below this a product takes well under a millisecond on one core, which is the cost scale of
+// waking the other threads.
+constexpr double kMinParallelFlops = 4e6;
+
+// Scratch buffers reused by the calls made on one thread. Fresh allocations above glibc's mmap
+// threshold (32 MiB at most) are new pages that fault on first touch: for the Winograd buffers
+// (up to ~300 MB per 16x16 convolution in the UNet) the faults took longer than the arithmetic.
+// A thread keeps its largest buffers (for the UNet ~0.3 GB on the calling thread, a few MiB of
+// im2col blocks on the others) until it exits. Views returned stay valid until the thread's
+// next call for the same slot.
+enum ScratchSlot { kWinogradKernels, kWinogradInputs, kWinogradProducts, kIm2ColBlock, kSlots };
+
+at::Tensor Scratch(ScratchSlot slot, int64_t numel, const at::TensorOptions& options) {
+  thread_local std::array<at::Tensor, kSlots> buffers;
+  at::Tensor& buffer = buffers[slot];
+  if (!buffer.defined() || buffer.numel() < numel || buffer.scalar_type() != options.dtype() ||
+      buffer.device() != options.device()) {
+    buffer = at::Tensor();  // release before allocating the larger one
+    buffer = at::empty({numel}, options);
+  }
+  return buffer.narrow(0, 0, numel);
+}
+
+// im2col of output rows [row_begin, row_end) of one image: cols [Cin * k * k, rows * w_out],
+// row (c * k + ky) * k + kx holding the input pixel each output pixel sees through kernel tap
+// (ky, kx), or 0 in the padding. The order matches a [Cout, Cin, k, k] weight viewed as
+// [Cout, Cin * k * k].
+template <typename T>
+void Im2Col(const T* image, int64_t channels, int64_t h, int64_t w, int64_t k, int64_t stride,
+            int64_t padding, int64_t w_out, int64_t row_begin, int64_t row_end, T* cols) {
+  const int64_t n = (row_end - row_begin) * w_out;
+  for (int64_t c = 0; c < channels; ++c) {
+    const T* plane = image + c * h * w;
+    for (int64_t ky = 0; ky < k; ++ky) {
+      for (int64_t kx = 0; kx < k; ++kx) {
+        T* out = cols + ((c * k + ky) * k + kx) * n;
+        for (int64_t oy = row_begin; oy < row_end; ++oy, out += w_out) {
+          const int64_t iy = oy * stride - padding + ky;
+          if (iy < 0 || iy >= h) {
+            std::fill(out, out + w_out, T(0));
+            continue;
+          }
+          const T* in = plane + iy * w;
+          if (stride == 1) {
+            // ix = ox - padding + kx is inside [0, w) for ox in [first, last).
+            const int64_t first = std::clamp<int64_t>(padding - kx, 0, w_out);
+            const int64_t last = std::clamp<int64_t>(w + padding - kx, first, w_out);
+            std::fill(out, out + first, T(0));
+            std::copy(in + first - padding + kx, in + last - padding + kx, out + first);
+            std::fill(out + last, out + w_out, T(0));
+          } else {
+            for (int64_t ox = 0; ox < w_out; ++ox) {
+              const int64_t ix = ox * stride - padding + kx;
+              out[ox] = ix >= 0 && ix < w ? in[ix] : T(0);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Columns (k * k * Cin values each) an im2col block should hold: ~4 MiB, so that the block stays
+// in cache between being written and being read by the product.
+constexpr int64_t kIm2ColBlockBytes = int64_t{4} << 20;
+
+// Below this many output pixels (all images) the weight, streamed from memory by every product,
+// costs more than the arithmetic: the images are convolved in one product per thread, each thread
+// taking a share of the output channels, so that the weight is read once.
+constexpr int64_t kSmallMapPixels = 2048;
+
+// Winograd F(2x2, 3x3) for 3x3 convolutions with stride 1 and padding 1 (Lavin & Gray, "Fast
+// Algorithms for Convolutional Neural Networks", 2015). Each 2x2 block of outputs ("tile") comes
+// from a 4x4 input patch d as Y = A^T [(G g G^T) . (B^T d B)] A, so per tile the 16 products
+// U[p] . V[p] (p = 4 * row + column of the 4x4 transformed tile) replace 36 multiply-adds per
+// channel pair: over all tiles, 16 BLAS products [Cout, Cin] x [Cin, tiles] do the work of 2.25x
+// as many FLOPs of direct convolution. The transforms only add, subtract and halve, so the result
+// rounds like a direct convolution (no large Winograd constants as in F(4x4, 3x3)).
+//
+// U: the kernel transform G g G^T, [16, Cout, Cin]; recomputed per call (the weights stay in their
+// published layout; at 16x16 and larger maps this costs a few percent of the convolution).
+template <typename T>
+void WinogradKernels(const T* g, int64_t cout, int64_t cin, T* u, int64_t blocks) {
+  const int64_t plane = cout * cin;
+  ForEachBlock(cout, blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t co = begin; co < end; ++co) {
+      for (int64_t ci = 0; ci < cin; ++ci) {
+        const T* k = g + (co * cin + ci) * 9;
+        T gg[4][3];  // G g, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+        for (int c = 0; c < 3; ++c) {
+          gg[0][c] = k[c];
+          gg[1][c] = (k[c] + k[3 + c] + k[6 + c]) / 2;
+          gg[2][c] = (k[c] - k[3 + c] + k[6 + c]) / 2;
+          gg[3][c] = k[6 + c];
+        }
+        T* out = u + co * cin + ci;
+        for (int r = 0; r < 4; ++r) {  // (G g) G^T
+          out[(4 * r + 0) * plane] = gg[r][0];
+          out[(4 * r + 1) * plane] = (gg[r][0] + gg[r][1] + gg[r][2]) / 2;
+          out[(4 * r + 2) * plane] = (gg[r][0] - gg[r][1] + gg[r][2]) / 2;
+          out[(4 * r + 3) * plane] = gg[r][2];
+        }
+      }
+    }
+  });
+}
+
+// Tiles of one convolution: tile t = (image * tiles_y + ty) * tiles_x + tx covers outputs
+// [2ty, 2ty + 2) x [2tx, 2tx + 2) and reads inputs [2ty - 1, 2ty + 3) x [2tx - 1, 2tx + 3).
+struct WinogradTiles {
+  int64_t h, w, tiles_y, tiles_x;
+};
+
+// Calls fn(i, image, ty, tx_begin, tx_end) for each row of tiles that overlaps tiles
+// [first, first + count), with i the position of (image, ty, tx_begin) in that range.
+template <typename Fn>
+void ForEachTileRow(const WinogradTiles& tiles, int64_t first, int64_t count, Fn&& fn) {
+  const int64_t per_image = tiles.tiles_y * tiles.tiles_x;
+  for (int64_t t = first; t < first + count;) {
+    const int64_t image = t / per_image;
+    const int64_t ty = t % per_image / tiles.tiles_x;
+    const int64_t tx_begin = t % tiles.tiles_x;
+    const int64_t tx_end = std::min(tiles.tiles_x, tx_begin + (first + count - t));
+    fn(t - first, image, ty, tx_begin, tx_end);
+    t += tx_end - tx_begin;
+  }
+}
+
+// V: the input transform B^T d B of tiles [first, first + count), [16, Cin, count].
+template <typename T>
+void WinogradInputs(const T* x, int64_t cin, const WinogradTiles& tiles, int64_t first,
+                    int64_t count, T* v, int64_t blocks) {
+  const int64_t plane = cin * count;
+  const int64_t h = tiles.h, w = tiles.w;
+  ForEachBlock(cin, blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t ci = begin; ci < end; ++ci) {
+      ForEachTileRow(tiles, first, count,
+                     [&](int64_t i0, int64_t image, int64_t ty, int64_t tx_begin, int64_t tx_end) {
+                       const T* channel = x + (image * cin + ci) * h * w;
+                       const T* rows[4];  // input rows 2ty-1 .. 2ty+2; null in the padding
+                       for (int r = 0; r < 4; ++r) {
+                         const int64_t iy = 2 * ty - 1 + r;
+                         rows[r] = iy >= 0 && iy < h ? channel + iy * w : nullptr;
+                       }
+                       T* out = v + ci * count + i0;
+                       for (int64_t tx = tx_begin; tx < tx_end; ++tx, ++out) {
+                         const int64_t x0 = 2 * tx - 1;
+                         const bool inside = x0 >= 0 && x0 + 3 < w;
+                         T d[4][4];
+                         for (int r = 0; r < 4; ++r) {
+                           for (int c = 0; c < 4; ++c) {
+                             d[r][c] = rows[r] != nullptr && (inside || (x0 + c >= 0 && x0 + c < w))
+                                           ? rows[r][x0 + c]
+                                           : T(0);
+                           }
+                         }
+                         T bd[4][4];  // B^T d, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+                         for (int c = 0; c < 4; ++c) {
+                           bd[0][c] = d[0][c] - d[2][c];
+                           bd[1][c] = d[1][c] + d[2][c];
+                           bd[2][c] = d[2][c] - d[1][c];
+                           bd[3][c] = d[1][c] - d[3][c];
+                         }
+                         for (int r = 0; r < 4; ++r) {  // (B^T d) B
+                           out[(4 * r + 0) * plane] = bd[r][0] - bd[r][2];
+                           out[(4 * r + 1) * plane] = bd[r][1] + bd[r][2];
+                           out[(4 * r + 2) * plane] = bd[r][2] - bd[r][1];
+                           out[(4 * r + 3) * plane] = bd[r][1] - bd[r][3];
+                         }
+                       }
+                     });
+    }
+  });
+}
+
+// The output transform A^T m A (+ bias) of M [16, Cout, count] into y [N, Cout, H, W].
+template <typename T>
+void WinogradOutputs(const T* m, const T* bias, int64_t cout, const WinogradTiles& tiles,
+                     int64_t first, int64_t count, T* y, int64_t blocks) {
+  const int64_t plane = cout * count;
+  const int64_t h = tiles.h, w = tiles.w;
+  ForEachBlock(cout, blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t co = begin; co < end; ++co) {
+      const T b = bias != nullptr ? bias[co] : T(0);
+      ForEachTileRow(tiles, first, count,
+                     [&](int64_t i0, int64_t image, int64_t ty, int64_t tx_begin, int64_t tx_end) {
+                       T* channel = y + (image * cout + co) * h * w;
+                       const bool second_row = 2 * ty + 1 < h;
+                       const T* in = m + co * count + i0;
+                       for (int64_t tx = tx_begin; tx < tx_end; ++tx, ++in) {
+                         T mm[4][4];
+                         for (int p = 0; p < 16; ++p) mm[p / 4][p % 4] = in[p * plane];
+                         T am[2][4];  // A^T m, A^T = [1 1 1 0; 0 1 -1 -1]
+                         for (int c = 0; c < 4; ++c) {
+                           am[0][c] = mm[0][c] + mm[1][c] + mm[2][c];
+                           am[1][c] = mm[1][c] - mm[2][c] - mm[3][c];
+                         }
+                         const bool second_column = 2 * tx + 1 < w;
+                         for (int r = 0; r < (second_row ? 2 : 1); ++r) {
+                           T* row = channel + (2 * ty + r) * w + 2 * tx;
+                           row[0] = am[r][0] + am[r][1] + am[r][2] + b;
+                           if (second_column) row[1] = am[r][1] - am[r][2] - am[r][3] + b;
+                         }
+                       }
+                     });
+    }
+  });
+}
+
+// Winograd pays off once there are enough tiles to amortise the kernel transform and to keep the
+// 16 products efficient: from a 16x16 map at batch 2 (the SD1.5 UNet's 8x8 maps stay direct).
+constexpr int64_t kWinogradMinTiles = 128;
+constexpr int64_t kWinogradMinChannels = 32;
+// Tiles per pass, so that V and M ([16, C, tiles] each) stay within ~96 MiB (a 512x512 VAE map
+// would otherwise need GiBs).
+constexpr int64_t kWinogradPassBytes = int64_t{96} << 20;
+
+at::Tensor WinogradConv3x3(const at::Tensor& input, const at::Tensor& weight,
+                           const at::Tensor& bias, int64_t blocks) {
+  const int64_t n = input.size(0), cin = input.size(1), h = input.size(2), w = input.size(3);
+  const int64_t cout = weight.size(0);
+  const WinogradTiles tiles{h, w, (h + 1) / 2, (w + 1) / 2};
+  const int64_t total = n * tiles.tiles_y * tiles.tiles_x;
+  const int64_t tile_bytes = 16 * (cin + cout) * input.element_size();
+  const int64_t pass = std::clamp<int64_t>(kWinogradPassBytes / tile_bytes, 1, total);
+  at::Tensor out = at::empty({n, cout, h, w}, input.options());
+  const at::Tensor u =
+      Scratch(kWinogradKernels, 16 * cout * cin, input.options()).view({16, cout, cin});
+  const at::Tensor v = Scratch(kWinogradInputs, 16 * cin * pass, input.options());
+  const at::Tensor m = Scratch(kWinogradProducts, 16 * cout * pass, input.options());
+  const at::Tensor g = weight.contiguous();
+  const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "WinogradConv3x3", [&] {
+    WinogradKernels(g.data_ptr<scalar_t>(), cout, cin, u.data_ptr<scalar_t>(), blocks);
+    for (int64_t first = 0; first < total; first += pass) {
+      const int64_t count = std::min(pass, total - first);
+      // Dense [16, C, count] views of the buffers' start (the last pass may be shorter).
+      const at::Tensor v_pass = v.narrow(0, 0, 16 * cin * count).view({16, cin, count});
+      at::Tensor m_pass = m.narrow(0, 0, 16 * cout * count).view({16, cout, count});
+      WinogradInputs(input.data_ptr<scalar_t>(), cin, tiles, first, count,
+                     v_pass.data_ptr<scalar_t>(), blocks);
+      ForEachBlock(16, blocks, [&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; ++p) {
+          at::Tensor m_p = m_pass[p];
+          at::mm_out(m_p, u[p], v_pass[p]);
+        }
+      });
+      WinogradOutputs(m_pass.data_ptr<scalar_t>(), b.defined() ? b.data_ptr<scalar_t>() : nullptr,
+                      cout, tiles, first, count, out.data_ptr<scalar_t>(), blocks);
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+namespace {
+
+CpuKernels KernelsFromEnvironment() {
+  const char* value = std::getenv("IMGINTERP_CPU_KERNELS");
+  return value != nullptr && std::string(value) == "aten" ? CpuKernels::kAten
+                                                          : CpuKernels::kProject;
+}
+
+std::atomic<CpuKernels>& KernelSetting() {
+  static std::atomic<CpuKernels> setting{KernelsFromEnvironment()};
+  return setting;
+}
+
+}  // namespace
+
+void SetCpuKernels(CpuKernels kernels) { KernelSetting().store(kernels); }
+
+CpuKernels GetCpuKernels() { return KernelSetting().load(); }
+
+int64_t ParallelBlocks(const at::Tensor& like, double flops,
+                       std::initializer_list<at::Tensor> operands) {
+  if (GetCpuKernels() == CpuKernels::kAten) return 1;
+  // The split kernels write into out= views, which autograd cannot record: with gradients
+  // wanted, LibTorch's own ops run.
+  if (at::GradMode::is_enabled()) {
+    if (like.requires_grad()) return 1;
+    for (const at::Tensor& t : operands) {
+      if (t.defined() && t.requires_grad()) return 1;
+    }
+  }
+  if (!like.defined() || !like.device().is_cpu()) return 1;
+  const auto dtype = like.scalar_type();
+  if (dtype != at::kFloat && dtype != at::kDouble) return 1;
+  if (at::in_parallel_region() || flops < kMinParallelFlops) return 1;
+  return std::max<int64_t>(1, at::get_num_threads());
+}
+
+void ForEachBlock(int64_t n, int64_t blocks, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  blocks = std::clamp<int64_t>(blocks, 1, n);
+  if (blocks == 1) {
+    fn(0, n);
+    return;
+  }
+  // A grain of ceil(n / blocks) makes at::parallel_for hand each thread one range of that size.
+  const int64_t grain = (n + blocks - 1) / blocks;
+  // OpenMP's workers do not inherit the caller's thread-local state: without it they would run
+  // in grad mode (out= ops then refuse parameters that require grad) and outside the caller's
+  // inference mode.
+  const at::ThreadLocalState caller_state;
+  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
+    at::ThreadLocalStateGuard state_guard(caller_state);
+    for (int64_t b = begin; b < end; b += grain) fn(b, std::min(end, b + grain));
+  });
+}
+
+at::Tensor ParallelLinear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (!x.defined() || !weight.defined() || x.dim() < 1 || weight.dim() != 2) {
+    return torch::linear(x, weight, bias);  // with its message
+  }
+  const int64_t in = weight.size(1);
+  const int64_t out_features = weight.size(0);
+  const int64_t rows = in > 0 ? x.numel() / in : 0;
+  const int64_t blocks = ParallelBlocks(
+      x, 2.0 * static_cast<double>(rows) * static_cast<double>(in) * out_features, {weight, bias});
+  if (blocks <= 1 || rows < blocks || x.scalar_type() != weight.scalar_type() || x.size(-1) != in ||
+      (bias.defined() && (bias.scalar_type() != x.scalar_type() || bias.dim() != 1 ||
+                          bias.size(0) != out_features))) {
+    return torch::linear(x, weight, bias);  // including shapes it rejects, with its message
+  }
+  // The profiler sees the whole split product as one operator (the ATen ops inside are only the
+  // calling thread's share).
+  RECORD_FUNCTION("imginterp::linear", std::vector<c10::IValue>({x, weight}));
+  const at::Tensor x2d = x.reshape({rows, in});
+  at::Tensor out = at::empty({rows, out_features}, x.options());
+  // Few rows (a 77-token context, an 8x8 feature map): every thread would stream the whole weight
+  // matrix, so the threads split the output features (the weight's rows) instead.
+  const bool split_features = rows < out_features && rows < 256;
+  const int64_t n = split_features ? out_features : rows;
+  ForEachBlock(n, blocks, [&](int64_t begin, int64_t end) {
+    const int64_t len = end - begin;
+    at::Tensor out_block = split_features ? out.narrow(1, begin, len) : out.narrow(0, begin, len);
+    const at::Tensor x_block = split_features ? x2d : x2d.narrow(0, begin, len);
+    const at::Tensor w_t = split_features ? weight.narrow(0, begin, len).t() : weight.t();
+    if (bias.defined()) {
+      at::addmm_out(out_block, split_features ? bias.narrow(0, begin, len) : bias, x_block, w_t);
+    } else {
+      at::mm_out(out_block, x_block, w_t);
+    }
+  });
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = out_features;
+  return out.view(shape);
+}
+
+at::Tensor ParallelConv2d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                          int64_t stride, int64_t padding) {
+  auto fallback = [&] {
+    return torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+  };
+  if (x.dim() != 4 || weight.dim() != 4 || x.size(1) != weight.size(1) ||
+      weight.size(2) != weight.size(3) || x.scalar_type() != weight.scalar_type() ||
+      (bias.defined() && (bias.scalar_type() != x.scalar_type() || bias.dim() != 1 ||
+                          bias.size(0) != weight.size(0))) ||
+      stride < 1 || padding < 0) {
+    return fallback();  // including shapes torch::conv2d rejects, with its message
+  }
+  const int64_t n = x.size(0), cin = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t cout = weight.size(0), k = weight.size(2);
+  const int64_t h_out = (h + 2 * padding - k) / stride + 1;
+  const int64_t w_out = (w + 2 * padding - k) / stride + 1;
+  if (h + 2 * padding < k || w + 2 * padding < k || n == 0) return fallback();
+  const int64_t kdim = cin * k * k;
+  const double flops = 2.0 * n * h_out * w_out * static_cast<double>(cout) * kdim;
+  const int64_t blocks = ParallelBlocks(x, flops, {weight, bias});
+  if (blocks <= 1) return fallback();
+  RECORD_FUNCTION("imginterp::conv2d", std::vector<c10::IValue>({x, weight, stride, padding}));
+  const at::Tensor input = x.contiguous();
+  if (k == 3 && stride == 1 && padding == 1 && cin >= kWinogradMinChannels &&
+      cout >= kWinogradMinChannels && n * ((h + 1) / 2) * ((w + 1) / 2) >= kWinogradMinTiles) {
+    return WinogradConv3x3(input, weight, bias, blocks);
+  }
+  const at::Tensor w2d = weight.reshape({cout, kdim});
+  const at::Tensor bias_column = bias.defined() ? bias.reshape({cout, 1}) : at::Tensor();
+  at::Tensor out = at::empty({n, cout, h_out, w_out}, x.options());
+  const bool pointwise = k == 1 && stride == 1 && padding == 0;  // the image is its own im2col
+  const int64_t pixels = h_out * w_out;
+
+  // out_block = w_block @ cols (+ bias_block).
+  auto product = [&](at::Tensor out_block, const at::Tensor& w_block, const at::Tensor& cols,
+                     const at::Tensor& bias_block) {
+    if (bias_block.defined()) {
+      at::addmm_out(out_block, bias_block, w_block, cols);
+    } else {
+      at::mm_out(out_block, w_block, cols);
+    }
+  };
+
+  if (n * pixels < kSmallMapPixels) {
+    // All images side by side in one [kdim, n * pixels] im2col; threads split the output channels.
+    at::Tensor cols;
+    if (pointwise) {
+      cols = input.view({n, cin, pixels}).permute({1, 0, 2}).reshape({kdim, n * pixels});
+    } else {
+      cols = at::empty({kdim, n * pixels}, x.options());
+      at::Tensor per_image = at::empty({n, kdim, pixels}, x.options());
+      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ParallelConv2d", [&] {
+        for (int64_t i = 0; i < n; ++i) {
+          Im2Col(input[i].data_ptr<scalar_t>(), cin, h, w, k, stride, padding, w_out, 0, h_out,
+                 per_image[i].data_ptr<scalar_t>());
+        }
+      });
+      cols.view({kdim, n, pixels}).copy_(per_image.permute({1, 0, 2}));
+    }
+    at::Tensor all = at::empty({cout, n * pixels}, x.options());
+    ForEachBlock(cout, blocks, [&](int64_t begin, int64_t end) {
+      const int64_t len = end - begin;
+      product(all.narrow(0, begin, len), w2d.narrow(0, begin, len), cols,
+              bias_column.defined() ? bias_column.narrow(0, begin, len) : at::Tensor());
+    });
+    out.view({n, cout, pixels}).copy_(all.view({cout, n, pixels}).permute({1, 0, 2}));
+    return out;
+  }
+
+  // Larger maps: one item per (image, band of output rows), each with its own cached im2col block.
+  const int64_t row_bytes = std::max<int64_t>(1, kdim * w_out * x.element_size());
+  const int64_t band_rows = std::clamp<int64_t>(kIm2ColBlockBytes / row_bytes, 1, h_out);
+  const int64_t bands = (h_out + band_rows - 1) / band_rows;
+  ForEachBlock(n * bands, blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t image = item / bands;
+      const int64_t row_begin = (item % bands) * band_rows;
+      const int64_t row_end = std::min(h_out, row_begin + band_rows);
+      const int64_t columns = (row_end - row_begin) * w_out;
+      at::Tensor out_block = out[image].view({cout, pixels}).narrow(1, row_begin * w_out, columns);
+      at::Tensor block_cols;
+      if (pointwise) {
+        block_cols = input[image].view({cin, pixels}).narrow(1, row_begin * w_out, columns);
+      } else {
+        block_cols = Scratch(kIm2ColBlock, kdim * columns, x.options()).view({kdim, columns});
+        AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ParallelConv2d", [&] {
+          Im2Col(input[image].data_ptr<scalar_t>(), cin, h, w, k, stride, padding, w_out, row_begin,
+                 row_end, block_cols.data_ptr<scalar_t>());
+        });
+      }
+      product(out_block, w2d, block_cols, bias_column);
+    }
+  });
+  return out;
+}
+
+}  // namespace imginterp::nn
