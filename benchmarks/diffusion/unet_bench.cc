@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -59,19 +60,33 @@ constexpr char kDescription[] =
     "with random weights, alone and with one ControlNet, with peak RSS and analytic GFLOP/s. "
     "Needs no model files; run from the repository root.";
 
+// A comma-separated flag value -> its items, each read by `parse` (false: not a valid item).
+// InvalidArgument naming the flag, the bad item and `example` when an item is bad or none is given.
+template <typename T>
+absl::StatusOr<std::vector<T>> ParseList(const std::string& flag, const std::string& list,
+                                         const std::string& example,
+                                         const std::function<bool(absl::string_view, T*)>& parse) {
+  std::vector<T> items;
+  for (absl::string_view part : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
+    T item{};
+    if (!parse(part, &item)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag, "=", list, ": '", part, "' is not valid (e.g. --", flag, "=", example, ")"));
+    }
+    items.push_back(item);
+  }
+  if (items.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, " is empty (e.g. --", flag, "=", example, ")"));
+  }
+  return items;
+}
+
 // "32,64" -> {32, 64}: latent sizes, each a positive integer.
 absl::StatusOr<std::vector<int64_t>> ParseSizes(const std::string& list) {
-  std::vector<int64_t> sizes;
-  for (absl::string_view part : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
-    int64_t size = 0;
-    if (!absl::SimpleAtoi(part, &size) || size <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--sizes=", list, ": '", part, "' is not a positive latent size (e.g. --sizes=32,64)"));
-    }
-    sizes.push_back(size);
-  }
-  if (sizes.empty()) return absl::InvalidArgumentError("--sizes is empty (e.g. --sizes=32,64)");
-  return sizes;
+  return ParseList<int64_t>("sizes", list, "32,64", [](absl::string_view part, int64_t* size) {
+    return absl::SimpleAtoi(part, size) && *size > 0;
+  });
 }
 
 const char* KernelsName(nn::CpuKernels kernels) {
@@ -80,33 +95,19 @@ const char* KernelsName(nn::CpuKernels kernels) {
 
 // "project,aten" -> the kernel settings to time, in that order.
 absl::StatusOr<std::vector<nn::CpuKernels>> ParseKernels(const std::string& list) {
-  std::vector<nn::CpuKernels> kernels;
-  for (absl::string_view part : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
-    if (part == "project") {
-      kernels.push_back(nn::CpuKernels::kProject);
-    } else if (part == "aten") {
-      kernels.push_back(nn::CpuKernels::kAten);
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--kernels=", list, ": '", part, "' is neither project nor aten"));
-    }
-  }
-  if (kernels.empty()) return absl::InvalidArgumentError("--kernels is empty (e.g. project,aten)");
-  return kernels;
+  return ParseList<nn::CpuKernels>(
+      "kernels", list, "project,aten", [](absl::string_view part, nn::CpuKernels* kernels) {
+        *kernels = part == "aten" ? nn::CpuKernels::kAten : nn::CpuKernels::kProject;
+        return part == "aten" || part == "project";
+      });
 }
 
 // "none,1" -> {false, true}: the UNet alone and with one ControlNet.
 absl::StatusOr<std::vector<bool>> ParseControlNet(const std::string& list) {
-  std::vector<bool> runs;
-  for (absl::string_view part : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
-    if (part != "none" && part != "1") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--controlnet=", list, ": '", part, "' is neither none nor 1"));
-    }
-    runs.push_back(part == "1");
-  }
-  if (runs.empty()) return absl::InvalidArgumentError("--controlnet is empty (e.g. none,1)");
-  return runs;
+  return ParseList<bool>("controlnet", list, "none,1", [](absl::string_view part, bool* with) {
+    *with = part == "1";
+    return part == "none" || part == "1";
+  });
 }
 
 // The figures recorded in tests/data/reference/diffusion/README.md for this kind of machine
