@@ -37,6 +37,7 @@
 #include "services/models/clip/clip_tokenizer.h"
 #include "services/models/diffusion/scheduler.h"
 #include "services/models/generation/stable_diffusion.h"
+#include "services/models/nn/caching_cpu_allocator.h"
 
 extern char** environ;
 
@@ -229,6 +230,7 @@ absl::StatusOr<ClipTiming> TimeClipRanking(const Flags& flags,
 absl::Status Run(const Flags& flags, int argc, char** argv) {
   const std::string load_at_start = LoadAverage();
   torch::set_num_threads(flags.threads);
+  nn::InstallCachingCpuAllocatorFromEnvironment();  // as the generate service does
   const fs::path dir = flags.work_dir;
   double write_seconds = 0;
   if (!bench::RandomSd15FolderIsComplete(dir)) {

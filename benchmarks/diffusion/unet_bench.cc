@@ -31,6 +31,7 @@
 #include "services/core/common/status_macros.h"
 #include "services/models/diffusion/controlnet.h"
 #include "services/models/diffusion/unet.h"
+#include "services/models/nn/caching_cpu_allocator.h"
 #include "services/models/nn/cpu_parallel.h"
 #include "services/models/nn/layers.h"
 
@@ -212,6 +213,7 @@ double UNetFlops(const UNet2DConditionConfig& c, int64_t size, int64_t batch, bo
 
 int Run(const Flags& flags) {
   if (flags.threads > 0) torch::set_num_threads(flags.threads);
+  nn::InstallCachingCpuAllocatorFromEnvironment();  // as the generate service does
   auto unet_config = UNet2DConditionConfig::FromFile(flags.config_dir + "/unet.json");
   auto cn_config = ControlNetConfig::FromFile(flags.config_dir + "/controlnet_openpose.json");
   if (!unet_config.ok() || !cn_config.ok()) {
@@ -227,11 +229,14 @@ int Run(const Flags& flags) {
     return 1;
   }
   nn::ResetParameters(**unet);
-  std::printf("threads: %d, OPENBLAS_NUM_THREADS=%s, UNet built (peak RSS %.2f GiB)\n",
-              torch::get_num_threads(),
-              std::getenv("OPENBLAS_NUM_THREADS") != nullptr ? std::getenv("OPENBLAS_NUM_THREADS")
-                                                             : "unset",
-              PeakRssGiB());
+  const auto env = [](const char* name) {
+    return std::getenv(name) != nullptr ? std::getenv(name) : "unset";
+  };
+  std::printf(
+      "threads: %d, OPENBLAS_NUM_THREADS=%s, IMGINTERP_CPU_CACHE_MB=%s, UNet built (peak RSS "
+      "%.2f GiB)\n",
+      torch::get_num_threads(), env("OPENBLAS_NUM_THREADS"), env("IMGINTERP_CPU_CACHE_MB"),
+      PeakRssGiB());
   std::printf("%-8s %-10s %-8s %10s %11s %9s %9s  %s\n", "latent", "controlnet", "kernels",
               "s/step", "GFLOP/step", "GFLOP/s", "peakRSS", "vs recorded reference s/step");
   for (bool with_controlnet : flags.controlnet) {

@@ -16,6 +16,7 @@
 #include "services/core/metrics/serving_metrics.h"
 #include "services/generate/generate_request.h"
 #include "services/generate/mp4_encode.h"
+#include "services/models/nn/caching_cpu_allocator.h"
 
 namespace imginterp::generate {
 namespace {
@@ -289,6 +290,9 @@ absl::StatusOr<std::unique_ptr<service::ModelInstance>> GenerationHandler::Creat
   }
   IMGINTERP_ASSIGN_OR_RETURN(GenerateModelConfig config, ParseGenerateModelConfig(info.config));
   if (config.intra_op_threads > 0) at::set_num_threads(config.intra_op_threads);
+  // Denoising steps allocate the same large temporaries again and again; reusing freed blocks
+  // saves their page faults (caching_cpu_allocator.h; IMGINTERP_CPU_CACHE_MB sets the budget).
+  nn::InstallCachingCpuAllocatorFromEnvironment();
   generation::PipelineLoadOptions load_options;
   load_options.controlnets = config.controlnets;
   auto pipeline = generation::StableDiffusionPipeline::Load(info.version_dir, load_options);

@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "services/models/nn/attention_kernel.h"
 #include "services/models/nn/cpu_parallel.h"
 #include "services/models/nn/row_softmax.h"
 
@@ -117,9 +118,13 @@ at::Tensor ParallelAttention(const at::Tensor& q, const at::Tensor& k, const at:
   const int64_t chunk =
       options.query_chunk_size > 0 ? options.query_chunk_size : std::min(budget_rows, cache_rows);
   const std::optional<at::Tensor> no_mask;
-  // Without a mask, float32 attention takes the fused path (row_softmax.h).
+  // Without a mask, float32 attention takes a fused path: the register-tiled kernel of
+  // attention_kernel.h where the CPU has AVX2/FMA and rows are dense, else BLAS products around an
+  // in-place softmax (row_softmax.h).
   const bool fused =
       q.scalar_type() == at::kFloat && !options.causal && !(mask.has_value() && mask->defined());
+  const bool tiled = fused && options.tiled_kernel && HeadAttentionKernel::Supported() &&
+                     q.stride(-1) == 1 && k.stride(-1) == 1 && v.stride(-1) == 1;
   ForEachBlock(entries * row_parts, blocks, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> index(batch_dims);
     for (int64_t item = begin; item < end; ++item) {
@@ -137,6 +142,18 @@ at::Tensor ParallelAttention(const at::Tensor& q, const at::Tensor& k, const at:
       std::optional<at::Tensor> mask_entry;
       if (mask.has_value() && mask->defined()) mask_entry = SelectBatchEntry(*mask, index);
       at::Tensor out_entry = SelectBatchEntry(out, index);
+      if (tiled) {
+        thread_local HeadAttentionKernel kernel;
+        const at::Tensor k_entry = SelectBatchEntry(k, index);
+        kernel.SetKeysValues(k_entry.data_ptr<float>(), k_entry.stride(0),
+                             v_entry.data_ptr<float>(), v_entry.stride(0), k_entry.size(0),
+                             k_entry.size(1), v_entry.size(1));
+        kernel.Attend(q_entry.data_ptr<float>() + first * q_entry.stride(0), q_entry.stride(0),
+                      last - first, static_cast<float>(scale),
+                      out_entry.data_ptr<float>() + first * out_entry.stride(0),
+                      out_entry.stride(0));
+        continue;
+      }
       if (fused) {
         // Scale folded into the queries, softmax in place, products written straight into out.
         const at::Tensor q_rows = q_entry.narrow(-2, first, last - first) * scale;

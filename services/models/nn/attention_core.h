@@ -33,6 +33,10 @@ struct AttentionCoreOptions {
   // The naive path is taken when the whole score matrix (batch x heads x Lq x Lk, in the
   // softmax dtype) fits this many bytes; otherwise the queries are chunked to fit it.
   int64_t max_score_bytes = int64_t{128} << 20;
+  // Float32 attention without a mask, split over threads on a CPU with AVX2/FMA, runs in the
+  // register-tiled kernel of attention_kernel.h (which ignores the two sizes above: its blocks
+  // are cache-sized). false: BLAS products around a softmax, for comparisons and tests.
+  bool tiled_kernel = true;
 };
 
 // q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Dv] -> [B, H, Lq, Dv]. Leading dims may be any

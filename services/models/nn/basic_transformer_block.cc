@@ -32,7 +32,10 @@ at::Tensor FeedForwardImpl::forward(const at::Tensor& x) {
   switch (activation_) {
     case FeedForwardActivation::kGeglu: {
       auto parts = h.chunk(2, -1);
-      h = parts[0] * torch::gelu(parts[1]);
+      // In inference the gate's GELU goes in place: one fresh 40 MiB tensor fewer per block at a
+      // 64x64 latent, whose page faults cost as much as the GELU.
+      at::Tensor gate = h.requires_grad() ? torch::gelu(parts[1]) : torch::gelu_(parts[1]);
+      h = parts[0] * gate;
       break;
     }
     case FeedForwardActivation::kGelu:

@@ -108,22 +108,33 @@ template <typename T>
 void WinogradKernels(const T* g, int64_t cout, int64_t cin, T* u, int64_t blocks) {
   const int64_t plane = cout * cin;
   ForEachBlock(cout, blocks, [&](int64_t begin, int64_t end) {
+    // One output channel's taps regrouped as [9][Cin], so that the transform below runs over
+    // adjacent input channels with unit strides everywhere and the compiler vectorises it; the
+    // scalar version, one 3x3 kernel at a time, took ~0.9 s per 512x512 UNet step.
+    std::vector<T> taps(9 * cin);
     for (int64_t co = begin; co < end; ++co) {
+      const T* kernels = g + co * cin * 9;
       for (int64_t ci = 0; ci < cin; ++ci) {
-        const T* k = g + (co * cin + ci) * 9;
+        for (int j = 0; j < 9; ++j) taps[j * cin + ci] = kernels[ci * 9 + j];
+      }
+      const T* k[9];
+      for (int j = 0; j < 9; ++j) k[j] = taps.data() + j * cin;
+      T* out[16];
+      for (int p = 0; p < 16; ++p) out[p] = u + p * plane + co * cin;
+#pragma GCC ivdep  // taps and u never overlap
+      for (int64_t ci = 0; ci < cin; ++ci) {
         T gg[4][3];  // G g, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
         for (int c = 0; c < 3; ++c) {
-          gg[0][c] = k[c];
-          gg[1][c] = (k[c] + k[3 + c] + k[6 + c]) / 2;
-          gg[2][c] = (k[c] - k[3 + c] + k[6 + c]) / 2;
-          gg[3][c] = k[6 + c];
+          gg[0][c] = k[c][ci];
+          gg[1][c] = (k[c][ci] + k[3 + c][ci] + k[6 + c][ci]) / 2;
+          gg[2][c] = (k[c][ci] - k[3 + c][ci] + k[6 + c][ci]) / 2;
+          gg[3][c] = k[6 + c][ci];
         }
-        T* out = u + co * cin + ci;
         for (int r = 0; r < 4; ++r) {  // (G g) G^T
-          out[(4 * r + 0) * plane] = gg[r][0];
-          out[(4 * r + 1) * plane] = (gg[r][0] + gg[r][1] + gg[r][2]) / 2;
-          out[(4 * r + 2) * plane] = (gg[r][0] - gg[r][1] + gg[r][2]) / 2;
-          out[(4 * r + 3) * plane] = gg[r][2];
+          out[4 * r + 0][ci] = gg[r][0];
+          out[4 * r + 1][ci] = (gg[r][0] + gg[r][1] + gg[r][2]) / 2;
+          out[4 * r + 2][ci] = (gg[r][0] - gg[r][1] + gg[r][2]) / 2;
+          out[4 * r + 3][ci] = gg[r][2];
         }
       }
     }

@@ -4,16 +4,10 @@
 #include <cmath>
 #include <limits>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define IMGINTERP_ROW_SOFTMAX_AVX2 1
-#endif
+#include "services/models/nn/avx2_exp.h"
 
 namespace imginterp::nn {
 namespace {
-
-// Lowest argument evaluated: exp(-87) ~ 1.6e-38 is still a normal float.
-constexpr float kMinExpArgument = -87.0f;
 
 void SoftmaxRowScalar(float* row, int64_t width) {
   float max = -std::numeric_limits<float>::infinity();
@@ -28,45 +22,7 @@ void SoftmaxRowScalar(float* row, int64_t width) {
   for (int64_t i = 0; i < width; ++i) row[i] *= inverse;
 }
 
-#ifdef IMGINTERP_ROW_SOFTMAX_AVX2
-
-// exp(x) for x in [kMinExpArgument, 0]: x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-6
-// polynomial (Horner), and 2^n put straight into the exponent bits.
-__attribute__((target("avx2,fma"))) inline __m256 Exp8(__m256 x) {
-  const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
-  const __m256 ln2_hi = _mm256_set1_ps(0.693359375f);  // ln2 split so that n * ln2_hi is exact
-  const __m256 ln2_lo = _mm256_set1_ps(-2.12194440e-4f);
-  x = _mm256_max_ps(x, _mm256_set1_ps(kMinExpArgument));
-  const __m256 n =
-      _mm256_round_ps(_mm256_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, ln2_hi, x);
-  r = _mm256_fnmadd_ps(n, ln2_lo, r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  const __m256 r2 = _mm256_mul_ps(r, r);
-  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
-  const __m256i exponent =
-      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(y, _mm256_castsi256_ps(exponent));
-}
-
-__attribute__((target("avx2,fma"))) float HorizontalMax(__m256 v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-  return _mm_cvtss_f32(m);
-}
-
-__attribute__((target("avx2,fma"))) float HorizontalSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
+#ifdef IMGINTERP_HAS_AVX2_EXP
 
 __attribute__((target("avx2,fma"))) void SoftmaxRowAvx2(float* row, int64_t width) {
   const int64_t vectorized = width / 8 * 8;
@@ -94,18 +50,13 @@ __attribute__((target("avx2,fma"))) void SoftmaxRowAvx2(float* row, int64_t widt
   for (int64_t i = vectorized; i < width; ++i) row[i] *= 1.0f / sum;
 }
 
-bool HasAvx2Fma() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
-
-#endif  // IMGINTERP_ROW_SOFTMAX_AVX2
+#endif  // IMGINTERP_HAS_AVX2_EXP
 
 }  // namespace
 
 void SoftmaxRowsInPlace(float* data, int64_t rows, int64_t width) {
-#ifdef IMGINTERP_ROW_SOFTMAX_AVX2
-  if (HasAvx2Fma()) {
+#ifdef IMGINTERP_HAS_AVX2_EXP
+  if (CpuHasAvx2Fma()) {
     for (int64_t r = 0; r < rows; ++r) SoftmaxRowAvx2(data + r * width, width);
     return;
   }
