@@ -93,19 +93,98 @@ constexpr int64_t kIm2ColBlockBytes = int64_t{4} << 20;
 // taking a share of the output channels, so that the weight is read once.
 constexpr int64_t kSmallMapPixels = 2048;
 
-// Winograd F(2x2, 3x3) for 3x3 convolutions with stride 1 and padding 1 (Lavin & Gray, "Fast
-// Algorithms for Convolutional Neural Networks", 2015). Each 2x2 block of outputs ("tile") comes
-// from a 4x4 input patch d as Y = A^T [(G g G^T) . (B^T d B)] A, so per tile the 16 products
-// U[p] . V[p] (p = 4 * row + column of the 4x4 transformed tile) replace 36 multiply-adds per
-// channel pair: over all tiles, 16 BLAS products [Cout, Cin] x [Cin, tiles] do the work of 2.25x
-// as many FLOPs of direct convolution. The transforms only add, subtract and halve, so the result
-// rounds like a direct convolution (no large Winograd constants as in F(4x4, 3x3)).
+// Winograd F(m x m, 3x3) for 3x3 convolutions with stride 1 and padding 1 (Lavin & Gray, "Fast
+// Algorithms for Convolutional Neural Networks", 2015). Each m x m block of outputs ("tile") comes
+// from an a x a input patch d (a = m + 2) as Y = A^T [(G g G^T) . (B^T d B)] A, so per tile the
+// a * a products U[p] . V[p] (p = a * row + column of the transformed tile) replace 9 m^2
+// multiply-adds per channel pair: over all tiles, a^2 BLAS products [Cout, Cin] x [Cin, tiles] do
+// the work of 9 m^2 / a^2 as many FLOPs of direct convolution: 2.25x for F(2x2), 4x for F(4x4).
 //
-// U: the kernel transform G g G^T, [16, Cout, Cin], recomputed per call: the weights stay in their
-// published layout, and keeping U beside them would cost 16/9 of every 3x3 weight (~3.8 GB more
-// for the SD1.5 UNet).
-template <typename T>
+// F(2x2)'s transforms only add, subtract and halve, so it rounds like a direct convolution.
+// F(4x4)'s constants (up to 8, and 1/24) cost precision: on unit-scale inputs with 320 channels
+// its float error was ~5x that of LibTorch's direct convolution (5e-5 against 1e-5 of the largest
+// output), which the parity tests' 1e-4 bound still holds; it is used on the larger maps, where
+// its 1.78x fewer multiplications than F(2x2) make the 64x64 maps' convolutions ~25% faster.
+//
+// U: the kernel transform G g G^T, [a^2, Cout, Cin], recomputed per call: the weights stay in
+// their published layout, and keeping U beside them would cost a^2/9 of every 3x3 weight (~3.8 GB
+// more for the SD1.5 UNet at a = 4).
+//
+// Each policy gives the 1-D transforms; the 2-D ones apply them to columns, then rows.
+struct WinogradF2 {
+  static constexpr int kM = 2;
+  static constexpr int kA = 4;
+  template <typename T>
+  static void Kernel(const T g[3], T out[4]) {  // G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+    out[0] = g[0];
+    out[1] = (g[0] + g[1] + g[2]) / 2;
+    out[2] = (g[0] - g[1] + g[2]) / 2;
+    out[3] = g[2];
+  }
+  template <typename T>
+  static void Input(const T d[4], T out[4]) {  // B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+    out[0] = d[0] - d[2];
+    out[1] = d[1] + d[2];
+    out[2] = d[2] - d[1];
+    out[3] = d[1] - d[3];
+  }
+  template <typename T>
+  static void Output(const T m[4], T out[2]) {  // A^T = [1 1 1 0; 0 1 -1 -1]
+    out[0] = m[0] + m[1] + m[2];
+    out[1] = m[1] - m[2] - m[3];
+  }
+};
+
+struct WinogradF4 {
+  static constexpr int kM = 4;
+  static constexpr int kA = 6;
+  // G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+  template <typename T>
+  static void Kernel(const T g[3], T out[6]) {
+    out[0] = g[0] / 4;
+    out[1] = -(g[0] + g[1] + g[2]) / 6;
+    out[2] = -(g[0] - g[1] + g[2]) / 6;
+    out[3] = g[0] / 24 + g[1] / 12 + g[2] / 6;
+    out[4] = g[0] / 24 - g[1] / 12 + g[2] / 6;
+    out[5] = g[2];
+  }
+  // B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+  template <typename T>
+  static void Input(const T d[6], T out[6]) {
+    out[0] = 4 * d[0] - 5 * d[2] + d[4];
+    out[1] = -4 * (d[1] + d[2]) + d[3] + d[4];
+    out[2] = 4 * (d[1] - d[2]) - d[3] + d[4];
+    out[3] = 2 * (d[3] - d[1]) - d[2] + d[4];
+    out[4] = 2 * (d[1] - d[3]) - d[2] + d[4];
+    out[5] = 4 * d[1] - 5 * d[3] + d[5];
+  }
+  // A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+  template <typename T>
+  static void Output(const T m[6], T out[4]) {
+    out[0] = m[0] + m[1] + m[2] + m[3] + m[4];
+    out[1] = m[1] - m[2] + 2 * (m[3] - m[4]);
+    out[2] = m[1] + m[2] + 4 * (m[3] + m[4]);
+    out[3] = m[1] - m[2] + 8 * (m[3] - m[4]) + m[5];
+  }
+};
+
+// in [R][C] -> out [R'][C] by a 1-D transform of each column, then of each row.
+template <int R, int C, int R2, int C2, typename T, typename Columns, typename Rows>
+void Transform2d(const T in[R][C], T out[R2][C2], Columns columns, Rows rows) {
+  T mid[R2][C];
+  for (int c = 0; c < C; ++c) {
+    T column[R];
+    T transformed[R2];
+    for (int r = 0; r < R; ++r) column[r] = in[r][c];
+    columns(column, transformed);
+    for (int r = 0; r < R2; ++r) mid[r][c] = transformed[r];
+  }
+  for (int r = 0; r < R2; ++r) rows(mid[r], out[r]);
+}
+
+template <typename W, typename T>
 void WinogradKernels(const T* g, int64_t cout, int64_t cin, T* u, int64_t blocks) {
+  constexpr int kA = W::kA;
   const int64_t plane = cout * cin;
   ForEachBlock(cout, blocks, [&](int64_t begin, int64_t end) {
     // One output channel's taps regrouped as [9][Cin], so that the transform below runs over
@@ -117,32 +196,24 @@ void WinogradKernels(const T* g, int64_t cout, int64_t cin, T* u, int64_t blocks
       for (int64_t ci = 0; ci < cin; ++ci) {
         for (int j = 0; j < 9; ++j) taps[j * cin + ci] = kernels[ci * 9 + j];
       }
-      const T* k[9];
-      for (int j = 0; j < 9; ++j) k[j] = taps.data() + j * cin;
-      T* out[16];
-      for (int p = 0; p < 16; ++p) out[p] = u + p * plane + co * cin;
+      const T* k = taps.data();
+      T* out = u + co * cin;
 #pragma GCC ivdep  // taps and u never overlap
       for (int64_t ci = 0; ci < cin; ++ci) {
-        T gg[4][3];  // G g, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
-        for (int c = 0; c < 3; ++c) {
-          gg[0][c] = k[c][ci];
-          gg[1][c] = (k[c][ci] + k[3 + c][ci] + k[6 + c][ci]) / 2;
-          gg[2][c] = (k[c][ci] - k[3 + c][ci] + k[6 + c][ci]) / 2;
-          gg[3][c] = k[6 + c][ci];
-        }
-        for (int r = 0; r < 4; ++r) {  // (G g) G^T
-          out[4 * r + 0][ci] = gg[r][0];
-          out[4 * r + 1][ci] = (gg[r][0] + gg[r][1] + gg[r][2]) / 2;
-          out[4 * r + 2][ci] = (gg[r][0] - gg[r][1] + gg[r][2]) / 2;
-          out[4 * r + 3][ci] = gg[r][2];
-        }
+        T kernel[3][3];
+        for (int j = 0; j < 9; ++j) kernel[j / 3][j % 3] = k[j * cin + ci];
+        T transformed[kA][kA];
+        Transform2d<3, 3, kA, kA>(kernel, transformed, W::template Kernel<T>,
+                                  W::template Kernel<T>);
+        for (int p = 0; p < kA * kA; ++p) out[p * plane + ci] = transformed[p / kA][p % kA];
       }
     }
   });
 }
 
-// Tiles of one convolution: tile t = (image * tiles_y + ty) * tiles_x + tx covers outputs
-// [2ty, 2ty + 2) x [2tx, 2tx + 2) and reads inputs [2ty - 1, 2ty + 3) x [2tx - 1, 2tx + 3).
+// Tiles of one convolution with m x m tiles: tile t = (image * tiles_y + ty) * tiles_x + tx covers
+// outputs [m ty, m ty + m) x [m tx, m tx + m) and reads inputs [m ty - 1, m ty + m + 1) x (the
+// same for x).
 struct WinogradTiles {
   int64_t h, w, tiles_y, tiles_x;
 };
@@ -162,10 +233,11 @@ void ForEachTileRow(const WinogradTiles& tiles, int64_t first, int64_t count, Fn
   }
 }
 
-// V: the input transform B^T d B of tiles [first, first + count), [16, Cin, count].
-template <typename T>
+// V: the input transform B^T d B of tiles [first, first + count), [a^2, Cin, count].
+template <typename W, typename T>
 void WinogradInputs(const T* x, int64_t cin, const WinogradTiles& tiles, int64_t first,
                     int64_t count, T* v, int64_t blocks) {
+  constexpr int kM = W::kM, kA = W::kA;
   const int64_t plane = cin * count;
   const int64_t h = tiles.h, w = tiles.w;
   ForEachBlock(cin, blocks, [&](int64_t begin, int64_t end) {
@@ -173,35 +245,28 @@ void WinogradInputs(const T* x, int64_t cin, const WinogradTiles& tiles, int64_t
       ForEachTileRow(tiles, first, count,
                      [&](int64_t i0, int64_t image, int64_t ty, int64_t tx_begin, int64_t tx_end) {
                        const T* channel = x + (image * cin + ci) * h * w;
-                       const T* rows[4];  // input rows 2ty-1 .. 2ty+2; null in the padding
-                       for (int r = 0; r < 4; ++r) {
-                         const int64_t iy = 2 * ty - 1 + r;
+                       const T* rows[kA];  // the patch's input rows; null in the padding
+                       for (int r = 0; r < kA; ++r) {
+                         const int64_t iy = kM * ty - 1 + r;
                          rows[r] = iy >= 0 && iy < h ? channel + iy * w : nullptr;
                        }
                        T* out = v + ci * count + i0;
                        for (int64_t tx = tx_begin; tx < tx_end; ++tx, ++out) {
-                         const int64_t x0 = 2 * tx - 1;
-                         const bool inside = x0 >= 0 && x0 + 3 < w;
-                         T d[4][4];
-                         for (int r = 0; r < 4; ++r) {
-                           for (int c = 0; c < 4; ++c) {
+                         const int64_t x0 = kM * tx - 1;
+                         const bool inside = x0 >= 0 && x0 + kA - 1 < w;
+                         T d[kA][kA];
+                         for (int r = 0; r < kA; ++r) {
+                           for (int c = 0; c < kA; ++c) {
                              d[r][c] = rows[r] != nullptr && (inside || (x0 + c >= 0 && x0 + c < w))
                                            ? rows[r][x0 + c]
                                            : T(0);
                            }
                          }
-                         T bd[4][4];  // B^T d, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
-                         for (int c = 0; c < 4; ++c) {
-                           bd[0][c] = d[0][c] - d[2][c];
-                           bd[1][c] = d[1][c] + d[2][c];
-                           bd[2][c] = d[2][c] - d[1][c];
-                           bd[3][c] = d[1][c] - d[3][c];
-                         }
-                         for (int r = 0; r < 4; ++r) {  // (B^T d) B
-                           out[(4 * r + 0) * plane] = bd[r][0] - bd[r][2];
-                           out[(4 * r + 1) * plane] = bd[r][1] + bd[r][2];
-                           out[(4 * r + 2) * plane] = bd[r][2] - bd[r][1];
-                           out[(4 * r + 3) * plane] = bd[r][1] - bd[r][3];
+                         T transformed[kA][kA];
+                         Transform2d<kA, kA, kA, kA>(d, transformed, W::template Input<T>,
+                                                     W::template Input<T>);
+                         for (int p = 0; p < kA * kA; ++p) {
+                           out[p * plane] = transformed[p / kA][p % kA];
                          }
                        }
                      });
@@ -209,10 +274,11 @@ void WinogradInputs(const T* x, int64_t cin, const WinogradTiles& tiles, int64_t
   });
 }
 
-// The output transform A^T m A (+ bias) of M [16, Cout, count] into y [N, Cout, H, W].
-template <typename T>
+// The output transform A^T m A (+ bias) of M [a^2, Cout, count] into y [N, Cout, H, W].
+template <typename W, typename T>
 void WinogradOutputs(const T* m, const T* bias, int64_t cout, const WinogradTiles& tiles,
                      int64_t first, int64_t count, T* y, int64_t blocks) {
+  constexpr int kM = W::kM, kA = W::kA;
   const int64_t plane = cout * count;
   const int64_t h = tiles.h, w = tiles.w;
   ForEachBlock(cout, blocks, [&](int64_t begin, int64_t end) {
@@ -221,21 +287,18 @@ void WinogradOutputs(const T* m, const T* bias, int64_t cout, const WinogradTile
       ForEachTileRow(tiles, first, count,
                      [&](int64_t i0, int64_t image, int64_t ty, int64_t tx_begin, int64_t tx_end) {
                        T* channel = y + (image * cout + co) * h * w;
-                       const bool second_row = 2 * ty + 1 < h;
+                       const int64_t rows = std::min<int64_t>(kM, h - kM * ty);
                        const T* in = m + co * count + i0;
                        for (int64_t tx = tx_begin; tx < tx_end; ++tx, ++in) {
-                         T mm[4][4];
-                         for (int p = 0; p < 16; ++p) mm[p / 4][p % 4] = in[p * plane];
-                         T am[2][4];  // A^T m, A^T = [1 1 1 0; 0 1 -1 -1]
-                         for (int c = 0; c < 4; ++c) {
-                           am[0][c] = mm[0][c] + mm[1][c] + mm[2][c];
-                           am[1][c] = mm[1][c] - mm[2][c] - mm[3][c];
-                         }
-                         const bool second_column = 2 * tx + 1 < w;
-                         for (int r = 0; r < (second_row ? 2 : 1); ++r) {
-                           T* row = channel + (2 * ty + r) * w + 2 * tx;
-                           row[0] = am[r][0] + am[r][1] + am[r][2] + b;
-                           if (second_column) row[1] = am[r][1] - am[r][2] - am[r][3] + b;
+                         T mm[kA][kA];
+                         for (int p = 0; p < kA * kA; ++p) mm[p / kA][p % kA] = in[p * plane];
+                         T tile[kM][kM];
+                         Transform2d<kA, kA, kM, kM>(mm, tile, W::template Output<T>,
+                                                     W::template Output<T>);
+                         const int64_t columns = std::min<int64_t>(kM, w - kM * tx);
+                         for (int64_t r = 0; r < rows; ++r) {
+                           T* row = channel + (kM * ty + r) * w + kM * tx;
+                           for (int64_t c = 0; c < columns; ++c) row[c] = tile[r][c] + b;
                          }
                        }
                      });
@@ -244,45 +307,55 @@ void WinogradOutputs(const T* m, const T* bias, int64_t cout, const WinogradTile
 }
 
 // Winograd pays off once there are enough tiles to amortise the kernel transform and to keep the
-// 16 products efficient: from a 16x16 map at batch 2 (the SD1.5 UNet's 8x8 maps stay direct).
+// a^2 products efficient: F(2x2) from 128 tiles (a 16x16 map at batch 2; the SD1.5 UNet's 8x8 maps
+// stay direct), F(4x4) from 512 (64x64 at batch 2). Its kernel transform is 4x the weight, so at
+// 32x32 with 1280 channels it took longer than F(2x2) (175 against 246 GFLOP/s direct-equivalent).
 constexpr int64_t kWinogradMinTiles = 128;
+constexpr int64_t kWinogradF4MinTiles = 512;
 constexpr int64_t kWinogradMinChannels = 32;
-// Tiles per pass, so that V and M ([16, C, tiles] each) stay within ~96 MiB (a 512x512 VAE map
+// Tiles per pass, so that V and M ([a^2, C, tiles] each) stay within ~96 MiB (a 512x512 VAE map
 // would otherwise need GiBs).
 constexpr int64_t kWinogradPassBytes = int64_t{96} << 20;
 
+int64_t WinogradTileCount(int64_t n, int64_t h, int64_t w, int64_t m) {
+  return n * ((h + m - 1) / m) * ((w + m - 1) / m);
+}
+
+template <typename W>
 at::Tensor WinogradConv3x3(const at::Tensor& input, const at::Tensor& weight,
                            const at::Tensor& bias, int64_t blocks) {
+  constexpr int64_t kM = W::kM, kPoints = W::kA * W::kA;
   const int64_t n = input.size(0), cin = input.size(1), h = input.size(2), w = input.size(3);
   const int64_t cout = weight.size(0);
-  const WinogradTiles tiles{h, w, (h + 1) / 2, (w + 1) / 2};
+  const WinogradTiles tiles{h, w, (h + kM - 1) / kM, (w + kM - 1) / kM};
   const int64_t total = n * tiles.tiles_y * tiles.tiles_x;
-  const int64_t tile_bytes = 16 * (cin + cout) * input.element_size();
+  const int64_t tile_bytes = kPoints * (cin + cout) * input.element_size();
   const int64_t pass = std::clamp<int64_t>(kWinogradPassBytes / tile_bytes, 1, total);
   at::Tensor out = at::empty({n, cout, h, w}, input.options());
   const at::Tensor u =
-      Scratch(kWinogradKernels, 16 * cout * cin, input.options()).view({16, cout, cin});
-  const at::Tensor v = Scratch(kWinogradInputs, 16 * cin * pass, input.options());
-  const at::Tensor m = Scratch(kWinogradProducts, 16 * cout * pass, input.options());
+      Scratch(kWinogradKernels, kPoints * cout * cin, input.options()).view({kPoints, cout, cin});
+  const at::Tensor v = Scratch(kWinogradInputs, kPoints * cin * pass, input.options());
+  const at::Tensor m = Scratch(kWinogradProducts, kPoints * cout * pass, input.options());
   const at::Tensor g = weight.contiguous();
   const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "WinogradConv3x3", [&] {
-    WinogradKernels(g.data_ptr<scalar_t>(), cout, cin, u.data_ptr<scalar_t>(), blocks);
+    WinogradKernels<W>(g.data_ptr<scalar_t>(), cout, cin, u.data_ptr<scalar_t>(), blocks);
     for (int64_t first = 0; first < total; first += pass) {
       const int64_t count = std::min(pass, total - first);
-      // Dense [16, C, count] views of the buffers' start (the last pass may be shorter).
-      const at::Tensor v_pass = v.narrow(0, 0, 16 * cin * count).view({16, cin, count});
-      at::Tensor m_pass = m.narrow(0, 0, 16 * cout * count).view({16, cout, count});
-      WinogradInputs(input.data_ptr<scalar_t>(), cin, tiles, first, count,
-                     v_pass.data_ptr<scalar_t>(), blocks);
-      ForEachBlock(16, blocks, [&](int64_t begin, int64_t end) {
+      // Dense [a^2, C, count] views of the buffers' start (the last pass may be shorter).
+      const at::Tensor v_pass = v.narrow(0, 0, kPoints * cin * count).view({kPoints, cin, count});
+      at::Tensor m_pass = m.narrow(0, 0, kPoints * cout * count).view({kPoints, cout, count});
+      WinogradInputs<W>(input.data_ptr<scalar_t>(), cin, tiles, first, count,
+                        v_pass.data_ptr<scalar_t>(), blocks);
+      ForEachBlock(kPoints, blocks, [&](int64_t begin, int64_t end) {
         for (int64_t p = begin; p < end; ++p) {
           at::Tensor m_p = m_pass[p];
           at::mm_out(m_p, u[p], v_pass[p]);
         }
       });
-      WinogradOutputs(m_pass.data_ptr<scalar_t>(), b.defined() ? b.data_ptr<scalar_t>() : nullptr,
-                      cout, tiles, first, count, out.data_ptr<scalar_t>(), blocks);
+      WinogradOutputs<W>(m_pass.data_ptr<scalar_t>(),
+                         b.defined() ? b.data_ptr<scalar_t>() : nullptr, cout, tiles, first, count,
+                         out.data_ptr<scalar_t>(), blocks);
     }
   });
   return out;
@@ -405,8 +478,13 @@ at::Tensor ParallelConv2d(const at::Tensor& x, const at::Tensor& weight, const a
   RECORD_FUNCTION("imginterp::conv2d", std::vector<c10::IValue>({x, weight, stride, padding}));
   const at::Tensor input = x.contiguous();
   if (k == 3 && stride == 1 && padding == 1 && cin >= kWinogradMinChannels &&
-      cout >= kWinogradMinChannels && n * ((h + 1) / 2) * ((w + 1) / 2) >= kWinogradMinTiles) {
-    return WinogradConv3x3(input, weight, bias, blocks);
+      cout >= kWinogradMinChannels) {
+    if (WinogradTileCount(n, h, w, WinogradF4::kM) >= kWinogradF4MinTiles) {
+      return WinogradConv3x3<WinogradF4>(input, weight, bias, blocks);
+    }
+    if (WinogradTileCount(n, h, w, WinogradF2::kM) >= kWinogradMinTiles) {
+      return WinogradConv3x3<WinogradF2>(input, weight, bias, blocks);
+    }
   }
   const at::Tensor w2d = weight.reshape({cout, kdim});
   const at::Tensor bias_column = bias.defined() ? bias.reshape({cout, 1}) : at::Tensor();

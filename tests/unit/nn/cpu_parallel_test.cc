@@ -273,9 +273,10 @@ class CpuParallelConv2d : public CpuParallelTwoThreads {};
 
 // Three paths: "small maps" (N * Hout * Wout < 2048: one im2col of all images, threads split the
 // output channels), "bands" (items of (image, band of output rows), each band's im2col ~4 MiB), and
-// Winograd F(2x2, 3x3) for 3x3 stride-1 padding-1 convolutions with enough tiles and channels.
-// The case names say which path each case is meant for. Observed max abs diffs: float up to 5e-4
-// at magnitudes of ~250 (relative ~2e-6), double up to 1e-13.
+// Winograd for 3x3 stride-1 padding-1 convolutions with enough tiles and channels: F(4x4, 3x3)
+// with 512 or more 4x4 tiles, else F(2x2, 3x3) with 128 or more 2x2 tiles. The case names say
+// which path each case is meant for. Observed max abs diffs: float up to 5e-4 at magnitudes of
+// ~250 (relative ~2e-6), F(4x4) float up to 1.1e-3 at ~110 (relative ~1e-5), double up to 1e-12.
 TEST_F(CpuParallelConv2d, MatchesSingleThreadedTorchConv2d) {
   const std::vector<CpuParallelConvCase> cases = {
       // Small maps. SD's 8x8 maps: too few tiles for Winograd.
@@ -301,14 +302,17 @@ TEST_F(CpuParallelConv2d, MatchesSingleThreadedTorchConv2d) {
       // A 5x5 im2col row is 48*25*64*4 = 307 KB, so 13 rows fit a band: 5 bands per image (the
       // last one 8 rows), 15 items, and one thread's items run from image 0 into image 1.
       {"BandsSeveralPerImage", {3, 48, 60, 64}, 32, 5, 1, 2, true, torch::kFloat},
-      // Winograd.
-      {"Winograd32x32", {2, 64, 32, 32}, 64, 3, 1, 1, true, torch::kFloat},
-      {"WinogradNoBias", {2, 64, 32, 32}, 64, 3, 1, 1, false, torch::kFloat},
-      {"WinogradDouble", {2, 64, 32, 32}, 64, 3, 1, 1, true, torch::kDouble},
-      // Odd sizes: the last row and column of tiles reach past the map.
-      {"WinogradOddSizes", {2, 32, 17, 15}, 48, 3, 1, 1, true, torch::kFloat},
-      // SD's 64x64 latent at 96 channels.
-      {"WinogradLargeMap", {2, 96, 64, 64}, 96, 3, 1, 1, true, torch::kFloat},
+      // Winograd F(4x4): 2 x 16 x 16 tiles of 4x4 at 64x64 (SD's 512x512 latent).
+      {"WinogradF4At64x64", {2, 64, 64, 64}, 64, 3, 1, 1, true, torch::kFloat},
+      {"WinogradF4NoBias", {2, 48, 64, 64}, 64, 3, 1, 1, false, torch::kFloat},
+      {"WinogradF4Double", {2, 32, 64, 64}, 32, 3, 1, 1, true, torch::kDouble},
+      // Sizes that are not multiples of 4: the last row and column of tiles reach past the map.
+      {"WinogradF4OddSizes", {1, 32, 91, 90}, 48, 3, 1, 1, true, torch::kFloat},
+      // Winograd F(2x2): 128 tiles of 4x4 are too few at 32x32, 512 of 2x2 are enough.
+      {"WinogradF2At32x32", {2, 64, 32, 32}, 64, 3, 1, 1, true, torch::kFloat},
+      {"WinogradF2NoBias", {2, 64, 32, 32}, 64, 3, 1, 1, false, torch::kFloat},
+      {"WinogradF2Double", {2, 64, 16, 16}, 64, 3, 1, 1, true, torch::kDouble},
+      {"WinogradF2OddSizes", {2, 32, 17, 15}, 48, 3, 1, 1, true, torch::kFloat},
   };
   torch::NoGradGuard no_grad;
   for (const CpuParallelConvCase& c : cases) {
