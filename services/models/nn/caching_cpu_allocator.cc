@@ -1,13 +1,12 @@
 #include "services/models/nn/caching_cpu_allocator.h"
 
 #include <c10/core/CPUAllocator.h>
+#include <c10/util/Exception.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
-#include <new>
-#include <string>
 #include <unordered_map>
 
 namespace imginterp::nn {
@@ -67,7 +66,16 @@ class CachingCpuAllocator final : public c10::Allocator {
       ++misses_;
     }
     void* data = nullptr;
-    if (posix_memalign(&data, kAlignment, bytes) != 0) throw std::bad_alloc();
+    if (posix_memalign(&data, kAlignment, bytes) != 0) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        EvictOver(0);  // the cache's blocks may be what stands in the way
+      }
+      // The same error as LibTorch's own allocator, so callers see the usual c10::Error.
+      TORCH_CHECK(posix_memalign(&data, kAlignment, bytes) == 0,
+                  "caching CPU allocator: not enough memory: you tried to allocate ", bytes,
+                  " bytes.");
+    }
     std::lock_guard<std::mutex> lock(mutex_);
     live_.emplace(data, bytes);
     return data;
