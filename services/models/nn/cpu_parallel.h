@@ -8,12 +8,13 @@
 // the small maps, where it reorders a large weight on every call). Here a product is cut into one
 // block of rows, output features or batch entries per intra-op thread, and each thread calls the
 // single-threaded BLAS on its block inside one OpenMP region; convolutions become such products
-// (im2col, or Winograd F(2x2, 3x3) for 3x3 layers on larger maps).
+// (im2col, or Winograd F(2x2, 3x3) / F(4x4, 3x3) for 3x3 layers on larger maps).
 //
 // Results agree with ATen's to float rounding (products may be blocked differently; Winograd
-// reorders the sums). Off the CPU, for dtypes other than float/double, inside a parallel region,
-// with one thread, when autograd must record the op, or for products too small to pay for a
-// fork, the functions call the plain ATen op.
+// reorders the sums), except F(4x4), whose float error is ~5x a direct convolution's (~5e-5 of
+// the largest output; cpu_parallel.cc says why it is still used). Off the CPU, for dtypes other
+// than float/double, inside a parallel region, with one thread, when autograd must record the
+// op, or for products too small to pay for a fork, the functions call the plain ATen op.
 //
 // Memory: a thread keeps its largest scratch buffers (Winograd transforms, im2col blocks) for
 // the next call instead of faulting fresh pages in every time, ~0.3 GB on a thread running the
@@ -56,9 +57,10 @@ at::Tensor ParallelLinear(const at::Tensor& x, const at::Tensor& weight, const a
 
 // torch::conv2d(x, weight, bias, stride, padding) with square kernel, stride and zero padding,
 // dilation 1 and one group: x [N, Cin, H, W], weight [Cout, Cin, k, k], bias [Cout] or
-// undefined. On the CPU it runs as BLAS products split over the intra-op threads: Winograd
-// F(2x2, 3x3) for 3x3 / stride 1 / padding 1 layers with at least 32 channels in and out and 128
-// output tiles (a 16x16 map at batch 2), otherwise im2col. Anything else (a weight whose channels
+// undefined. On the CPU it runs as BLAS products split over the intra-op threads: for 3x3 /
+// stride 1 / padding 1 layers with at least 32 channels in and out, Winograd F(4x4, 3x3) with 512
+// or more 4x4 output tiles (a 64x64 map at batch 2), else F(2x2, 3x3) with 128 or more 2x2 tiles
+// (16x16 at batch 2); otherwise im2col. Anything else (a weight whose channels
 // differ from x's, i.e. groups) goes to torch::conv2d with one group, which rejects it.
 at::Tensor ParallelConv2d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                           int64_t stride, int64_t padding);
