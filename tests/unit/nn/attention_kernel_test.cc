@@ -25,14 +25,14 @@ torch::Tensor StridedRows(int64_t rows, int64_t width, int64_t stride, double ma
 }
 
 // softmax(scale * q k^T) v by LibTorch's ops, in the dtype of q, k and v.
-torch::Tensor Reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        double scale) {
+torch::Tensor TorchAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                             double scale) {
   return torch::matmul(torch::softmax(torch::matmul(q, k.t()) * scale, -1), v);
 }
 
 torch::Tensor Float64Reference(const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, double scale) {
-  return Reference(q.to(torch::kDouble), k.to(torch::kDouble), v.to(torch::kDouble), scale);
+  return TorchAttention(q.to(torch::kDouble), k.to(torch::kDouble), v.to(torch::kDouble), scale);
 }
 
 // The error allowed against the float64 result: twice that of LibTorch's float32 ops, and at
@@ -41,7 +41,7 @@ torch::Tensor Float64Reference(const torch::Tensor& q, const torch::Tensor& k,
 double Tolerance(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                  double scale) {
   return std::max(2e-6,
-                  2 * MaxAbsDiff(Reference(q, k, v, scale), Float64Reference(q, k, v, scale)));
+                  2 * MaxAbsDiff(TorchAttention(q, k, v, scale), Float64Reference(q, k, v, scale)));
 }
 
 class HeadAttentionKernelTest : public ::testing::Test {
@@ -72,7 +72,7 @@ class HeadAttentionKernelTest : public ::testing::Test {
   }
 };
 
-struct Shape {
+struct HeadShape {
   int64_t rows, keys, d, dv;
 };
 
@@ -80,13 +80,13 @@ struct Shape {
 // panels and the chunks (256 keys at d = 40, 32 at d = 512), head sizes that fill two, one or
 // part of a 16-float value panel, and SD1.5's sizes.
 TEST_F(HeadAttentionKernelTest, MatchesFloat64SoftmaxAttentionOverShapes) {
-  const Shape shapes[] = {{1, 1, 1, 1},       {5, 3, 2, 7},       {6, 16, 16, 16},
-                          {7, 17, 8, 8},      {48, 77, 40, 40},   {49, 255, 40, 40},
-                          {97, 257, 40, 40},  {100, 600, 80, 80}, {13, 100, 160, 160},
-                          {50, 70, 512, 512}, {20, 1000, 40, 9},  {11, 33, 24, 25},
-                          {300, 4096, 40, 40}};
+  const HeadShape shapes[] = {{1, 1, 1, 1},       {5, 3, 2, 7},       {6, 16, 16, 16},
+                              {7, 17, 8, 8},      {48, 77, 40, 40},   {49, 255, 40, 40},
+                              {97, 257, 40, 40},  {100, 600, 80, 80}, {13, 100, 160, 160},
+                              {50, 70, 512, 512}, {20, 1000, 40, 9},  {11, 33, 24, 25},
+                              {300, 4096, 40, 40}};
   HeadAttentionKernel kernel;
-  for (const Shape& s : shapes) {
+  for (const HeadShape& s : shapes) {
     const std::string label = std::to_string(s.rows) + "x" + std::to_string(s.keys) + "_d" +
                               std::to_string(s.d) + "_dv" + std::to_string(s.dv);
     SCOPED_TRACE(label);
@@ -126,8 +126,8 @@ TEST_F(HeadAttentionKernelTest, RescalesEarlierChunksWhenTheMaximumGrows) {
 // must grow for a large one, and a large head's leftovers must not leak into a small one.
 TEST_F(HeadAttentionKernelTest, ReusedAcrossHeadsOfDifferentSizes) {
   HeadAttentionKernel kernel;
-  const Shape shapes[] = {{10, 20, 8, 8}, {60, 700, 160, 96}, {10, 20, 8, 8}, {7, 5, 40, 40}};
-  for (const Shape& s : shapes) {
+  const HeadShape shapes[] = {{10, 20, 8, 8}, {60, 700, 160, 96}, {10, 20, 8, 8}, {7, 5, 40, 40}};
+  for (const HeadShape& s : shapes) {
     SCOPED_TRACE(std::to_string(s.rows) + "x" + std::to_string(s.keys));
     const auto q = StridedRows(s.rows, s.d, s.d);
     const auto k = StridedRows(s.keys, s.d, s.d);
