@@ -449,11 +449,14 @@ TEST_F(CpuParallelAttention, CausalWithRowSplit) {
   ExpectMatchesNaive(q, k, v, std::nullopt, options);
 }
 
-// Chunks of 100 rows do not divide the 1024 rows or the 512-row halves the threads get.
+// Chunks of 100 rows do not divide the 1024 rows or the 512-row halves the threads get. Chunks
+// and the score budget below only shape the BLAS path, which CPUs without AVX2 take for
+// unmasked float attention too; the tiled kernel is switched off to test it here.
 TEST_F(CpuParallelAttention, QueryChunksThatDoNotDivideTheRows) {
   torch::NoGradGuard no_grad;
   AttentionCoreOptions options;
   options.query_chunk_size = 100;
+  options.tiled_kernel = false;
   ExpectMatchesNaive(torch::randn({1, 1, 1024, 64}), torch::randn({1, 1, 1024, 64}),
                      torch::randn({1, 1, 1024, 64}), std::nullopt, options);
   ExpectMatchesNaive(torch::randn({2, 3, 250, 32}), torch::randn({2, 3, 250, 32}),
@@ -479,6 +482,7 @@ TEST_F(CpuParallelAttention, SmallScoreBudgetGivesTheSameResult) {
     SCOPED_TRACE(budget);
     AttentionCoreOptions options;
     options.max_score_bytes = budget;
+    options.tiled_kernel = false;
     ExpectMatchesNaive(q, k, v, std::nullopt, options);
   }
 }
