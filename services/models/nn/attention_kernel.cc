@@ -163,27 +163,10 @@ void OutputPanel(int64_t v, int64_t rows, const float* p, int64_t p_stride, cons
 // accumulated before (0 on the first chunk).
 __attribute__((target("avx2,fma"))) float ExpRowOnline(float* row, int64_t width, float* max,
                                                        float* rescale) {
-  const int64_t vectorized = width / 8 * 8;
-  __m256 max8 = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int64_t i = 0; i < vectorized; i += 8) max8 = _mm256_max_ps(max8, _mm256_loadu_ps(row + i));
-  float chunk_max = HorizontalMax(max8);
-  for (int64_t i = vectorized; i < width; ++i) chunk_max = std::max(chunk_max, row[i]);
-  const float new_max = std::max(*max, chunk_max);
+  const float new_max = std::max(*max, RowMax(row, width));
   *rescale = std::exp(*max - new_max);  // exp(-inf) = 0 on the first chunk
   *max = new_max;
-  const __m256 shift = _mm256_set1_ps(new_max);
-  __m256 sum8 = _mm256_setzero_ps();
-  for (int64_t i = 0; i < vectorized; i += 8) {
-    const __m256 e = Exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i), shift));
-    _mm256_storeu_ps(row + i, e);
-    sum8 = _mm256_add_ps(sum8, e);
-  }
-  float sum = HorizontalSum(sum8);
-  for (int64_t i = vectorized; i < width; ++i) {
-    row[i] = std::exp(std::max(row[i] - new_max, kMinExpArgument));
-    sum += row[i];
-  }
-  return sum;
+  return ExpShiftedInPlace(row, width, new_max);
 }
 
 }  // namespace

@@ -1,11 +1,17 @@
-// exp() of eight floats with AVX2/FMA, shared by the softmax kernels (row_softmax.cc,
-// attention_kernel.cc). Only for x86 translation units that check the CPU at run time
+// exp() of eight floats with AVX2/FMA, and the row passes built on it, shared by the softmax
+// kernels (row_softmax.cc, attention_kernel.cc). Only for x86 translation units that check the CPU
+// at run time
 // (__builtin_cpu_supports) before calling it.
 //
 // x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial (Horner), and 2^n put straight
 // into the exponent bits. Arguments below kMinExpArgument are clamped to it: exp(-87) ~ 1.6e-38
 // is still a normal float, so tiny probabilities never become denormals.
 #pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -53,6 +59,35 @@ __attribute__((target("avx2,fma"))) inline float HorizontalSum(__m256 v) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
   return _mm_cvtss_f32(s);
+}
+
+// The largest of row[0, width); -inf for an empty row.
+__attribute__((target("avx2,fma"))) inline float RowMax(const float* row, int64_t width) {
+  const int64_t vectorized = width / 8 * 8;
+  __m256 max8 = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t i = 0; i < vectorized; i += 8) max8 = _mm256_max_ps(max8, _mm256_loadu_ps(row + i));
+  float max = HorizontalMax(max8);
+  for (int64_t i = vectorized; i < width; ++i) max = std::max(max, row[i]);
+  return max;
+}
+
+// row[i] = exp(row[i] - shift) for i in [0, width), in place; returns their sum.
+__attribute__((target("avx2,fma"))) inline float ExpShiftedInPlace(float* row, int64_t width,
+                                                                   float shift) {
+  const int64_t vectorized = width / 8 * 8;
+  const __m256 shift8 = _mm256_set1_ps(shift);
+  __m256 sum8 = _mm256_setzero_ps();
+  for (int64_t i = 0; i < vectorized; i += 8) {
+    const __m256 e = Exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i), shift8));
+    _mm256_storeu_ps(row + i, e);
+    sum8 = _mm256_add_ps(sum8, e);
+  }
+  float sum = HorizontalSum(sum8);
+  for (int64_t i = vectorized; i < width; ++i) {
+    row[i] = std::exp(std::max(row[i] - shift, kMinExpArgument));
+    sum += row[i];
+  }
+  return sum;
 }
 
 // True when this CPU runs AVX2 and FMA instructions.

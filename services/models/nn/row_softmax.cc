@@ -25,24 +25,10 @@ void SoftmaxRowScalar(float* row, int64_t width) {
 #ifdef IMGINTERP_HAS_AVX2_EXP
 
 __attribute__((target("avx2,fma"))) void SoftmaxRowAvx2(float* row, int64_t width) {
-  const int64_t vectorized = width / 8 * 8;
-  __m256 max8 = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int64_t i = 0; i < vectorized; i += 8) max8 = _mm256_max_ps(max8, _mm256_loadu_ps(row + i));
-  float max = HorizontalMax(max8);
-  for (int64_t i = vectorized; i < width; ++i) max = std::max(max, row[i]);
+  float max = RowMax(row, width);
   if (max == -std::numeric_limits<float>::infinity()) max = 0;  // all -inf: let 0/0 give NaN
-  const __m256 shift = _mm256_set1_ps(max);
-  __m256 sum8 = _mm256_setzero_ps();
-  for (int64_t i = 0; i < vectorized; i += 8) {
-    const __m256 e = Exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i), shift));
-    _mm256_storeu_ps(row + i, e);
-    sum8 = _mm256_add_ps(sum8, e);
-  }
-  float sum = HorizontalSum(sum8);
-  for (int64_t i = vectorized; i < width; ++i) {
-    row[i] = std::exp(std::max(row[i] - max, kMinExpArgument));
-    sum += row[i];
-  }
+  const float sum = ExpShiftedInPlace(row, width, max);
+  const int64_t vectorized = width / 8 * 8;
   const __m256 inverse = _mm256_set1_ps(1.0f / sum);
   for (int64_t i = 0; i < vectorized; i += 8) {
     _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_loadu_ps(row + i), inverse));
