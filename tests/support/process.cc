@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -189,7 +191,10 @@ std::optional<int> ChildProcess::WaitExit(std::chrono::milliseconds timeout) {
   return exit_status_;
 }
 
-int FreeLoopbackPort() {
+namespace {
+
+// A port the kernel just had free on 127.0.0.1 (bind to port 0, read it, close); -1 on failure.
+int PortTheKernelPicks() {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   sockaddr_in address{};
@@ -204,6 +209,22 @@ int FreeLoopbackPort() {
   }
   close(fd);
   return port;
+}
+
+}  // namespace
+
+int FreeLoopbackPort() {
+  // The kernel may hand out the port it just released again: a gateway once got the same port
+  // for gRPC and metrics, and its gRPC server could not bind. Ports given out before are skipped.
+  static std::mutex mutex;
+  static std::set<int> given;
+  std::lock_guard<std::mutex> lock(mutex);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const int port = PortTheKernelPicks();
+    if (port < 0) return -1;
+    if (given.insert(port).second) return port;
+  }
+  return -1;
 }
 
 std::string MakeTempDir(const std::string& prefix) {

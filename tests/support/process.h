@@ -65,7 +65,8 @@ class ChildProcess {
 };
 
 // A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close); -1 on
-// failure. Another process may take it before it is used, so callers retry on bind errors.
+// failure. Another process may take it before it is used, so callers retry on bind errors. Never
+// the same port twice in one process, so that a server's several ports differ. Thread-safe.
 int FreeLoopbackPort();
 
 // Creates a fresh directory "<TMPDIR or /tmp>/<prefix>XXXXXX" and returns its path ("" on

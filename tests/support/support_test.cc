@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -72,6 +73,17 @@ TEST(PortTest, AFreePortIsClosedUntilSomeoneListens) {
   int port = FreeLoopbackPort();
   ASSERT_GT(port, 0);
   EXPECT_FALSE(WaitForTcpPort(port, std::chrono::milliseconds(50)));
+}
+
+// A gateway asks for its gRPC and metrics ports one after the other: they must differ even when
+// the kernel offers a port it has just released.
+TEST(PortTest, SuccessiveCallsGiveDifferentPorts) {
+  std::set<int> ports;
+  for (int i = 0; i < 200; ++i) {
+    const int port = FreeLoopbackPort();
+    ASSERT_GT(port, 0);
+    EXPECT_TRUE(ports.insert(port).second) << "port " << port << " given twice";
+  }
 }
 
 TEST(NatsServerTest, StartsOnItsPortRestartsOnTheSameOneAndCleansUp) {
