@@ -101,11 +101,10 @@ constexpr int64_t kSmallMapPixels = 2048;
 // the work of 9 m^2 / a^2 as many FLOPs of direct convolution: 2.25x for F(2x2), 4x for F(4x4).
 //
 // F(2x2)'s transforms only add, subtract and halve, so it rounds like a direct convolution.
-// F(4x4)'s constants (up to 8, and 1/24) cost precision: on unit-scale inputs with 320 channels
-// its float error was ~5x that of LibTorch's direct convolution (5e-5 against 1e-5 of the largest
-// output), inside nn.CpuParallelConv2d's bound of 1e-4 of the largest output. It is used on the
-// larger maps, where its 1.78x fewer multiplications than F(2x2) make the 64x64 maps'
-// convolutions ~25% faster.
+// F(4x4)'s constants (up to 8, and 1/24) cost precision: against LibTorch's convolution its float
+// error is up to ~1e-5 of the largest output, ~10x F(2x2)'s (nn.CpuParallelConv2d records both),
+// inside that test's bound of 1e-4. It is used on the larger maps, where its 1.78x fewer
+// multiplications than F(2x2) make the 64x64 maps' convolutions ~25% faster.
 //
 // U: the kernel transform G g G^T, [a^2, Cout, Cin], recomputed per call: the weights stay in
 // their published layout, and keeping U beside them would cost a^2/9 of every 3x3 weight (~3.8 GB

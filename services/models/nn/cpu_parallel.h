@@ -11,8 +11,8 @@
 // (im2col, or Winograd F(2x2, 3x3) / F(4x4, 3x3) for 3x3 layers on larger maps).
 //
 // Results agree with ATen's to float rounding (products may be blocked differently; Winograd
-// reorders the sums), except F(4x4), whose float error is ~5x a direct convolution's (~5e-5 of
-// the largest output; cpu_parallel.cc says why it is still used). Off the CPU, for dtypes other
+// reorders the sums), except F(4x4), whose float error is ~10x F(2x2)'s (~1e-5 of the largest
+// output; cpu_parallel.cc says why it is still used). Off the CPU, for dtypes other
 // than float/double, inside a parallel region, with one thread, when autograd must record the
 // op, or for products too small to pay for a fork, the functions call the plain ATen op.
 //
