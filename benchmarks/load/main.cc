@@ -3,6 +3,7 @@
 // (SubmitJob + WatchJob). Closed loop at a concurrency or open loop at a Poisson rate, with a
 // warm-up; writes one CSV row per request and a JSON summary with its own latency percentiles
 // and the server-side phase split from the service's /metrics. See benchmarks/load/README.md.
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -271,6 +272,15 @@ absl::Status Run(const Flags& flags) {
 
   const nlohmann::json summary =
       loadgen::SummaryJson(description, result, metrics_url.has_value() ? &server : nullptr);
+  if (summary.contains("server") && summary["server"].contains("phases")) {
+    const int64_t during_scrape = summary["server"]["requests_sent_during_scrape"];
+    if (during_scrape > std::max<int64_t>(2, summary["count"].get<int64_t>() / 50)) {
+      IMGINTERP_LOG(Warning) << "the window-start scrape took "
+                             << summary["server"]["window_start_scrape_seconds"].get<double>()
+                             << " s; the server's counts may miss up to the " << during_scrape
+                             << " requests sent meanwhile";
+    }
+  }
   std::cout << loadgen::OneLineSummary(summary) << std::endl;
   if (!flags.json.empty()) {
     IMGINTERP_RETURN_IF_ERROR(WriteFile(

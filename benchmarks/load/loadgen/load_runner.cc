@@ -37,24 +37,30 @@ absl::Status CheckWindow(const RunOptions& options) {
   return absl::OkStatus();
 }
 
-// Runs `callback` on its own thread at `when`; joins on destruction.
+// Runs `callback` on its own thread at `when`; Finish() joins and returns the seconds from
+// `when` to the callback's return (0 without a callback).
 class WindowStartHook {
  public:
   WindowStartHook(Clock::time_point when, std::function<void()> callback) {
     if (callback) {
-      thread_ = std::thread([when, callback = std::move(callback)] {
+      thread_ = std::thread([this, when, callback = std::move(callback)] {
         std::this_thread::sleep_until(when);
         callback();
+        returned_after_ = SecondsBetween(when, Clock::now());
       });
     }
   }
-  ~WindowStartHook() {
-    if (thread_.joinable()) thread_.join();
-  }
+  ~WindowStartHook() { Finish(); }
   WindowStartHook(const WindowStartHook&) = delete;
   WindowStartHook& operator=(const WindowStartHook&) = delete;
 
+  double Finish() {
+    if (thread_.joinable()) thread_.join();
+    return returned_after_;
+  }
+
  private:
+  double returned_after_ = 0;  // written by thread_ before it ends
   std::thread thread_;
 };
 
@@ -91,6 +97,7 @@ absl::StatusOr<RunResult> RunClosedLoop(const RunOptions& options, const Request
     std::string first_error;
   };
   std::vector<Worker> workers(options.concurrency);
+  double hook_seconds = 0;
   {
     WindowStartHook hook(window_start, options.on_window_start);
     std::vector<std::thread> threads;
@@ -115,9 +122,11 @@ absl::StatusOr<RunResult> RunClosedLoop(const RunOptions& options, const Request
       });
     }
     for (std::thread& thread : threads) thread.join();
+    hook_seconds = hook.Finish();
   }
 
   RunResult result;
+  result.window_start_hook_seconds = hook_seconds;
   for (Worker& worker : workers) {
     result.records.insert(result.records.end(), worker.records.begin(), worker.records.end());
     result.warmup_requests += worker.warmup_requests;
@@ -208,6 +217,7 @@ absl::StatusOr<RunResult> RunOpenLoop(const RunOptions& options, const RequestFn
     }
     wake.notify_all();
     for (std::thread& worker : workers) worker.join();
+    result.window_start_hook_seconds = hook.Finish();
   }
   SortAndClose(result);
   return result;

@@ -54,8 +54,9 @@ struct RunOptions {
   double rate = 0;
   uint64_t seed = 1;
   int max_in_flight = 256;
-  // Called once from a timer thread when the measured window opens (a metrics scrape); it must
-  // not block for long, since the window is already running.
+  // Called once from a timer thread when the measured window opens (a metrics scrape); the
+  // window is already running, so the runner reports how long it took
+  // (RunResult::window_start_hook_seconds).
   std::function<void()> on_window_start;
 };
 
@@ -81,6 +82,9 @@ struct RunResult {
   int64_t late_starts = 0;
   double max_start_delay = 0;
   int max_in_flight_seen = 0;
+  // From the window's start to the return of RunOptions::on_window_start (0 without one). The
+  // requests sent before then ran while the hook did: a scrape in the hook may count them.
+  double window_start_hook_seconds = 0;
 };
 
 // INVALID_ARGUMENT for a negative warm-up, a non-positive duration or a concurrency below 1.

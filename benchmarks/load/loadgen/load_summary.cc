@@ -1,5 +1,6 @@
 #include "benchmarks/load/loadgen/load_summary.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -12,8 +13,15 @@ nlohmann::json LatencyJson(const LatencySummary& summary) {
           {"p95", summary.p95}, {"p99", summary.p99},   {"max", summary.max}};
 }
 
-nlohmann::json ServerJson(const ServerReport& server) {
+nlohmann::json ServerJson(const ServerReport& server, const RunResult& result) {
   nlohmann::json out = {{"metrics_url", server.metrics_url}, {"filter", server.filter}};
+  // The window-start scrape runs while the window's first requests are sent; those sent before
+  // it returned may be counted before it (and so missing from the split) or after it.
+  const double scrape_seconds = result.window_start_hook_seconds;
+  out["window_start_scrape_seconds"] = scrape_seconds;
+  out["requests_sent_during_scrape"] =
+      std::count_if(result.records.begin(), result.records.end(),
+                    [scrape_seconds](const RequestRecord& r) { return r.start < scrape_seconds; });
   if (!server.split.has_value()) {
     out["error"] = server.error;
     return out;
@@ -103,7 +111,7 @@ nlohmann::json SummaryJson(const RunDescription& description, const RunResult& r
                         {"max_in_flight_seen", result.max_in_flight_seen},
                         {"latency_from_due_seconds", LatencyJson(stats.latency_from_due)}};
   }
-  if (server != nullptr) out["server"] = ServerJson(*server);
+  if (server != nullptr) out["server"] = ServerJson(*server, result);
   return out;
 }
 

@@ -103,6 +103,31 @@ TEST(RunClosedLoop, CallsTheWindowHookOnceAtTheEndOfTheWarmUp) {
   EXPECT_LT(hook_at, 0.5);
 }
 
+TEST(RunClosedLoop, ReportsHowLongTheWindowHookRanWhileRequestsWereSent) {
+  RunOptions options;
+  options.warmup_seconds = 0.05;
+  options.duration_seconds = 0.3;
+  options.concurrency = 2;
+  options.on_window_start = [] { std::this_thread::sleep_for(milliseconds(80)); };
+  absl::StatusOr<RunResult> result = RunClosedLoop(options, [](int) {
+    std::this_thread::sleep_for(milliseconds(2));
+    return CallResult{};
+  });
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_GE(result->window_start_hook_seconds, 0.08);
+  EXPECT_LT(result->window_start_hook_seconds, options.duration_seconds);
+  // The workers did not wait for the hook.
+  const auto during = std::count_if(
+      result->records.begin(), result->records.end(),
+      [&](const RequestRecord& r) { return r.start < result->window_start_hook_seconds; });
+  EXPECT_GT(during, 10);
+
+  options.on_window_start = nullptr;
+  result = RunClosedLoop(options, [](int) { return CallResult{}; });
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->window_start_hook_seconds, 0);
+}
+
 TEST(RunOpenLoop, SendsExactlyTheScheduledArrivalsOfTheWindow) {
   RunOptions options;
   options.rate = 300;

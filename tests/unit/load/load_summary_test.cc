@@ -112,6 +112,15 @@ TEST(SummaryJson, CarriesTheServerSplitOrWhyThereIsNone) {
   EXPECT_EQ(summary["server"]["labels"]["backend"][0], "opencv");
   EXPECT_EQ(summary["server"]["filter"]["model"], "canny");
   EXPECT_THAT(OneLineSummary(summary), HasSubstr("queue 50.00 ms"));
+  EXPECT_EQ(summary["server"]["window_start_scrape_seconds"], 0);
+  EXPECT_EQ(summary["server"]["requests_sent_during_scrape"], 0);
+
+  // Requests sent at 0 and 0.5 s went out while a 0.6 s window-start scrape ran.
+  RunResult slow_scrape = FourRequests();
+  slow_scrape.window_start_hook_seconds = 0.6;
+  summary = SummaryJson(Closed(1), slow_scrape, &server);
+  EXPECT_DOUBLE_EQ(summary["server"]["window_start_scrape_seconds"].get<double>(), 0.6);
+  EXPECT_EQ(summary["server"]["requests_sent_during_scrape"], 2);
 
   server.split.reset();
   server.error = "cannot connect";
