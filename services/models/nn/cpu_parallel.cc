@@ -11,7 +11,10 @@
 #include <atomic>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 #include <vector>
+
+#include "services/models/nn/avx2_exp.h"  // CpuHasAvx2Fma, IMGINTERP_HAS_AVX2_EXP
 
 // at::parallel_for is a template: with LibTorch's OpenMP backend it is only parallel in code
 // compiled with OpenMP (see this library's CMakeLists.txt).
@@ -183,10 +186,145 @@ void Transform2d(const T in[R][C], T out[R2][C2], Columns columns, Rows rows) {
   for (int r = 0; r < R2; ++r) rows(mid[r], out[r]);
 }
 
+#ifdef IMGINTERP_HAS_AVX2_EXP
+// AVX2 versions of the transforms for float: eight tiles (or, for kernels, eight input channels)
+// at once, one per lane, through the same policy arithmetic on __m256. Tile columns become lanes
+// (and back) with shuffles, since a tile row's patches overlap and sit kM floats apart. Callers
+// check CpuHasAvx2Fma() first.
+
+// [x0 x2 y0 y2 | x4 x6 y4 y6] (shuffles work within 128-bit halves) to [x0 x2 x4 x6 y0 y2 y4 y6].
+__attribute__((target("avx2,fma"))) inline __m256 PairsInOrder(__m256 halves) {
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(halves), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+// even[i] = s[2i], odd[i] = s[2i + 1] for i < 8.
+__attribute__((target("avx2,fma"))) inline void Deinterleave(const float* s, __m256* even,
+                                                             __m256* odd) {
+  const __m256 a = _mm256_loadu_ps(s);
+  const __m256 b = _mm256_loadu_ps(s + 8);
+  *even = PairsInOrder(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+  *odd = PairsInOrder(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// [s[4i .. 4i + 4) | s[4i + 16 .. 4i + 20)]: groups i and i + 4 of the eight below.
+__attribute__((target("avx2,fma"))) inline __m256 GroupPair(const float* s, int i) {
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + 4 * i)),
+                              _mm_loadu_ps(s + 4 * i + 16), 1);
+}
+
+// out[c][i] = s[4i + c] for i < 8 and c < count (2 or 4): the eight 4-float groups transposed.
+__attribute__((target("avx2,fma"))) inline void TransposeQuads(const float* s, __m256* out,
+                                                               int count) {
+  const __m256 r0 = GroupPair(s, 0), r1 = GroupPair(s, 1);
+  const __m256 r2 = GroupPair(s, 2), r3 = GroupPair(s, 3);
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpacklo_ps(r2, r3);
+  out[0] = _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0));
+  out[1] = _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2));
+  if (count > 2) {
+    const __m256 t2 = _mm256_unpackhi_ps(r0, r1), t3 = _mm256_unpackhi_ps(r2, r3);
+    out[2] = _mm256_shuffle_ps(t2, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    out[3] = _mm256_shuffle_ps(t2, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  }
+}
+
+// lanes[c][i] = s[kM i + c] for the kA columns c of eight adjacent patches starting at s.
+template <typename W>
+__attribute__((target("avx2,fma"))) inline void GatherPatchRow(const float* s, __m256* lanes) {
+  if constexpr (W::kM == 2) {
+    Deinterleave(s, &lanes[0], &lanes[1]);
+    Deinterleave(s + 2, &lanes[2], &lanes[3]);
+  } else {
+    static_assert(W::kM == 4 && W::kA == 6);
+    TransposeQuads(s, lanes, 4);
+    TransposeQuads(s + 4, lanes + 4, 2);
+  }
+}
+
+// row[kM i + c] = lanes[c][i]: one output row of eight adjacent tiles.
+template <typename W>
+__attribute__((target("avx2,fma"))) inline void ScatterTileRow(const __m256* lanes, float* row) {
+  if constexpr (W::kM == 2) {
+    const __m256 lo = _mm256_unpacklo_ps(lanes[0], lanes[1]);  // tiles 0, 1 | 4, 5
+    const __m256 hi = _mm256_unpackhi_ps(lanes[0], lanes[1]);  // tiles 2, 3 | 6, 7
+    _mm256_storeu_ps(row, _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_storeu_ps(row + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+  } else {
+    static_assert(W::kM == 4);
+    const __m256 t0 = _mm256_unpacklo_ps(lanes[0], lanes[1]);
+    const __m256 t1 = _mm256_unpacklo_ps(lanes[2], lanes[3]);
+    const __m256 t2 = _mm256_unpackhi_ps(lanes[0], lanes[1]);
+    const __m256 t3 = _mm256_unpackhi_ps(lanes[2], lanes[3]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0));  // tile 0 | tile 4
+    const __m256 u1 = _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2));  // tile 1 | tile 5
+    const __m256 u2 = _mm256_shuffle_ps(t2, t3, _MM_SHUFFLE(1, 0, 1, 0));  // tile 2 | tile 6
+    const __m256 u3 = _mm256_shuffle_ps(t2, t3, _MM_SHUFFLE(3, 2, 3, 2));  // tile 3 | tile 7
+    _mm256_storeu_ps(row, _mm256_permute2f128_ps(u0, u1, 0x20));
+    _mm256_storeu_ps(row + 8, _mm256_permute2f128_ps(u2, u3, 0x20));
+    _mm256_storeu_ps(row + 16, _mm256_permute2f128_ps(u0, u1, 0x31));
+    _mm256_storeu_ps(row + 24, _mm256_permute2f128_ps(u2, u3, 0x31));
+  }
+}
+
+// The kernel transform of eight adjacent input channels: taps[j * cin] holds tap j of the
+// first; out[p * plane] gets point p of the first.
+template <typename W>
+__attribute__((target("avx2,fma"))) void KernelLanes(const float* taps, int64_t cin, float* out,
+                                                     int64_t plane) {
+  constexpr int kA = W::kA;
+  __m256 g[3][3];
+  for (int j = 0; j < 9; ++j) g[j / 3][j % 3] = _mm256_loadu_ps(taps + j * cin);
+  __m256 transformed[kA][kA];
+  Transform2d<3, 3, kA, kA>(g, transformed, W::template Kernel<__m256>, W::template Kernel<__m256>);
+  for (int p = 0; p < kA * kA; ++p) _mm256_storeu_ps(out + p * plane, transformed[p / kA][p % kA]);
+}
+
+// The input transform of eight adjacent tiles: patch_rows[r] + x is row r of the first tile's
+// patch; out[p * plane] gets point p of the first tile.
+template <typename W>
+__attribute__((target("avx2,fma"))) void InputLanes(const float* const* patch_rows, int64_t x,
+                                                    float* out, int64_t plane) {
+  constexpr int kA = W::kA;
+  __m256 d[kA][kA];
+  for (int r = 0; r < kA; ++r) GatherPatchRow<W>(patch_rows[r] + x, d[r]);
+  __m256 transformed[kA][kA];
+  Transform2d<kA, kA, kA, kA>(d, transformed, W::template Input<__m256>, W::template Input<__m256>);
+  for (int p = 0; p < kA * kA; ++p) _mm256_storeu_ps(out + p * plane, transformed[p / kA][p % kA]);
+}
+
+// The output transform (+ bias) of eight adjacent whole tiles: in[p * plane] holds point p of the
+// first; its top-left output is at y, rows `w` floats apart.
+template <typename W>
+__attribute__((target("avx2,fma"))) void OutputLanes(const float* in, int64_t plane, float bias,
+                                                     float* y, int64_t w) {
+  constexpr int kM = W::kM, kA = W::kA;
+  __m256 m[kA][kA];
+  for (int p = 0; p < kA * kA; ++p) m[p / kA][p % kA] = _mm256_loadu_ps(in + p * plane);
+  __m256 tile[kM][kM];
+  Transform2d<kA, kA, kM, kM>(m, tile, W::template Output<__m256>, W::template Output<__m256>);
+  const __m256 b = _mm256_set1_ps(bias);
+  for (int r = 0; r < kM; ++r) {
+    for (int c = 0; c < kM; ++c) tile[r][c] = _mm256_add_ps(tile[r][c], b);
+    ScatterTileRow<W>(tile[r], y + r * w);
+  }
+}
+
+// Whether the float transforms take the lanes above.
+template <typename T>
+bool WinogradLanes() {
+  return std::is_same_v<T, float> && CpuHasAvx2Fma();
+}
+#else
+template <typename T>
+bool WinogradLanes() {
+  return false;
+}
+#endif  // IMGINTERP_HAS_AVX2_EXP
+
 template <typename W, typename T>
 void WinogradKernels(const T* g, int64_t cout, int64_t cin, T* u, int64_t blocks) {
   constexpr int kA = W::kA;
   const int64_t plane = cout * cin;
+  const bool lanes = WinogradLanes<T>();
   ForEachBlock(cout, blocks, [&](int64_t begin, int64_t end) {
     // One output channel's taps regrouped as [9][Cin], so that the transform below runs over
     // adjacent input channels with unit strides everywhere and the compiler vectorises it; the
@@ -199,8 +337,16 @@ void WinogradKernels(const T* g, int64_t cout, int64_t cin, T* u, int64_t blocks
       }
       const T* k = taps.data();
       T* out = u + co * cin;
+      int64_t ci = 0;
+#ifdef IMGINTERP_HAS_AVX2_EXP
+      if constexpr (std::is_same_v<T, float>) {
+        if (lanes) {
+          for (; ci + 8 <= cin; ci += 8) KernelLanes<W>(k + ci, cin, out + ci, plane);
+        }
+      }
+#endif
 #pragma GCC ivdep  // taps and u never overlap
-      for (int64_t ci = 0; ci < cin; ++ci) {
+      for (; ci < cin; ++ci) {
         T kernel[3][3];
         for (int j = 0; j < 9; ++j) kernel[j / 3][j % 3] = k[j * cin + ci];
         T transformed[kA][kA];
@@ -241,33 +387,47 @@ void WinogradInputs(const T* x, int64_t cin, const WinogradTiles& tiles, int64_t
   constexpr int kM = W::kM, kA = W::kA;
   const int64_t plane = cin * count;
   const int64_t h = tiles.h, w = tiles.w;
+  // A tile row's kA input rows, each copied behind the padding's zero column and followed by
+  // zeros, so that every patch (and the eight-tile gathers, which read up to 36 floats from
+  // a group's first patch) reads inside the copy without bounds checks.
+  const int64_t padded_width = kM * tiles.tiles_x + 2 * kA + 8;
+  const bool lanes = WinogradLanes<T>();
   ForEachBlock(cin, blocks, [&](int64_t begin, int64_t end) {
+    std::vector<T> padded(kA * padded_width);
     for (int64_t ci = begin; ci < end; ++ci) {
       ForEachTileRow(tiles, first, count,
                      [&](int64_t i0, int64_t image, int64_t ty, int64_t tx_begin, int64_t tx_end) {
                        const T* channel = x + (image * cin + ci) * h * w;
-                       const T* rows[kA];  // the patch's input rows; null in the padding
+                       const T* rows[kA];
                        for (int r = 0; r < kA; ++r) {
+                         T* row = padded.data() + r * padded_width;
                          const int64_t iy = kM * ty - 1 + r;
-                         rows[r] = iy >= 0 && iy < h ? channel + iy * w : nullptr;
+                         std::fill(row, row + padded_width, T(0));
+                         if (iy >= 0 && iy < h)
+                           std::copy(channel + iy * w, channel + iy * w + w, row + 1);
+                         rows[r] = row;
                        }
-                       T* out = v + ci * count + i0;
-                       for (int64_t tx = tx_begin; tx < tx_end; ++tx, ++out) {
-                         const int64_t x0 = kM * tx - 1;
-                         const bool inside = x0 >= 0 && x0 + kA - 1 < w;
+                       T* out = v + ci * count + i0 - tx_begin;  // tile tx at out[tx]
+                       int64_t tx = tx_begin;
+#ifdef IMGINTERP_HAS_AVX2_EXP
+                       if constexpr (std::is_same_v<T, float>) {
+                         if (lanes) {
+                           for (; tx + 8 <= tx_end; tx += 8) {
+                             InputLanes<W>(rows, kM * tx, out + tx, plane);
+                           }
+                         }
+                       }
+#endif
+                       for (; tx < tx_end; ++tx) {
                          T d[kA][kA];
                          for (int r = 0; r < kA; ++r) {
-                           for (int c = 0; c < kA; ++c) {
-                             d[r][c] = rows[r] != nullptr && (inside || (x0 + c >= 0 && x0 + c < w))
-                                           ? rows[r][x0 + c]
-                                           : T(0);
-                           }
+                           for (int c = 0; c < kA; ++c) d[r][c] = rows[r][kM * tx + c];
                          }
                          T transformed[kA][kA];
                          Transform2d<kA, kA, kA, kA>(d, transformed, W::template Input<T>,
                                                      W::template Input<T>);
                          for (int p = 0; p < kA * kA; ++p) {
-                           out[p * plane] = transformed[p / kA][p % kA];
+                           out[tx + p * plane] = transformed[p / kA][p % kA];
                          }
                        }
                      });
@@ -282,6 +442,7 @@ void WinogradOutputs(const T* m, const T* bias, int64_t cout, const WinogradTile
   constexpr int kM = W::kM, kA = W::kA;
   const int64_t plane = cout * count;
   const int64_t h = tiles.h, w = tiles.w;
+  const bool lanes = WinogradLanes<T>();
   ForEachBlock(cout, blocks, [&](int64_t begin, int64_t end) {
     for (int64_t co = begin; co < end; ++co) {
       const T b = bias != nullptr ? bias[co] : T(0);
@@ -289,10 +450,21 @@ void WinogradOutputs(const T* m, const T* bias, int64_t cout, const WinogradTile
                      [&](int64_t i0, int64_t image, int64_t ty, int64_t tx_begin, int64_t tx_end) {
                        T* channel = y + (image * cout + co) * h * w;
                        const int64_t rows = std::min<int64_t>(kM, h - kM * ty);
-                       const T* in = m + co * count + i0;
-                       for (int64_t tx = tx_begin; tx < tx_end; ++tx, ++in) {
+                       const T* in = m + co * count + i0 - tx_begin;  // tile tx at in[tx]
+                       int64_t tx = tx_begin;
+#ifdef IMGINTERP_HAS_AVX2_EXP
+                       if constexpr (std::is_same_v<T, float>) {
+                         // Whole tiles only: eight full tile columns inside the map.
+                         if (lanes && rows == kM) {
+                           for (; tx + 8 <= tx_end && kM * (tx + 8) <= w; tx += 8) {
+                             OutputLanes<W>(in + tx, plane, b, channel + kM * (ty * w + tx), w);
+                           }
+                         }
+                       }
+#endif
+                       for (; tx < tx_end; ++tx) {
                          T mm[kA][kA];
-                         for (int p = 0; p < kA * kA; ++p) mm[p / kA][p % kA] = in[p * plane];
+                         for (int p = 0; p < kA * kA; ++p) mm[p / kA][p % kA] = in[tx + p * plane];
                          T tile[kM][kM];
                          Transform2d<kA, kA, kM, kM>(mm, tile, W::template Output<T>,
                                                      W::template Output<T>);

@@ -308,11 +308,16 @@ TEST_F(CpuParallelConv2d, MatchesSingleThreadedTorchConv2d) {
       {"WinogradF4Double", {2, 32, 64, 64}, 32, 3, 1, 1, true, torch::kDouble},
       // Sizes that are not multiples of 4: the last row and column of tiles reach past the map.
       {"WinogradF4OddSizes", {1, 32, 91, 90}, 48, 3, 1, 1, true, torch::kFloat},
+      // A pass holds ~96 MiB of transforms, 10922 tiles here: of 105 x 106 tiles, the second
+      // pass starts inside a row of tiles (at column 4), so the eight-tile groups do too.
+      {"WinogradF4SeveralPasses", {1, 32, 418, 421}, 32, 3, 1, 1, true, torch::kFloat},
       // Winograd F(2x2): 128 tiles of 4x4 are too few at 32x32, 512 of 2x2 are enough.
       {"WinogradF2At32x32", {2, 64, 32, 32}, 64, 3, 1, 1, true, torch::kFloat},
       {"WinogradF2NoBias", {2, 64, 32, 32}, 64, 3, 1, 1, false, torch::kFloat},
       {"WinogradF2Double", {2, 64, 16, 16}, 64, 3, 1, 1, true, torch::kDouble},
       {"WinogradF2OddSizes", {2, 32, 17, 15}, 48, 3, 1, 1, true, torch::kFloat},
+      // The float kernel transform takes eight input channels at a time: 37 leaves 5 over.
+      {"WinogradF2OddChannels", {2, 37, 32, 32}, 40, 3, 1, 1, true, torch::kFloat},
   };
   torch::NoGradGuard no_grad;
   for (const CpuParallelConvCase& c : cases) {
