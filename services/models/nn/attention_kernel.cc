@@ -47,7 +47,8 @@ namespace {
 // Two accumulators per row: 12 of the 16 ymm registers at R = 6.
 template <int R>
 __attribute__((target("avx2,fma"))) void ScoresTile(const float* q, int64_t d, const float* panel,
-                                                    float* scores, int64_t scores_stride) {
+                                                    float* scores, int64_t scores_stride,
+                                                    float* row_max) {
   __m256 c0[R];
   __m256 c1[R];
 #pragma GCC unroll 6
@@ -66,6 +67,12 @@ __attribute__((target("avx2,fma"))) void ScoresTile(const float* q, int64_t d, c
   for (int r = 0; r < R; ++r) {
     _mm256_storeu_ps(scores + r * scores_stride, c0[r]);
     _mm256_storeu_ps(scores + r * scores_stride + 8, c1[r]);
+  }
+  if (row_max != nullptr) {
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      row_max[r] = std::max(row_max[r], HorizontalMax(_mm256_max_ps(c0[r], c1[r])));
+    }
   }
 }
 
@@ -100,20 +107,20 @@ __attribute__((target("avx2,fma"))) void OutputTile(const float* p, int64_t p_st
 }
 
 void ScoresRows(int64_t rows, const float* q, int64_t d, const float* panel, float* scores,
-                int64_t scores_stride) {
+                int64_t scores_stride, float* row_max) {
   switch (rows) {
     case 1:
-      return ScoresTile<1>(q, d, panel, scores, scores_stride);
+      return ScoresTile<1>(q, d, panel, scores, scores_stride, row_max);
     case 2:
-      return ScoresTile<2>(q, d, panel, scores, scores_stride);
+      return ScoresTile<2>(q, d, panel, scores, scores_stride, row_max);
     case 3:
-      return ScoresTile<3>(q, d, panel, scores, scores_stride);
+      return ScoresTile<3>(q, d, panel, scores, scores_stride, row_max);
     case 4:
-      return ScoresTile<4>(q, d, panel, scores, scores_stride);
+      return ScoresTile<4>(q, d, panel, scores, scores_stride, row_max);
     case 5:
-      return ScoresTile<5>(q, d, panel, scores, scores_stride);
+      return ScoresTile<5>(q, d, panel, scores, scores_stride, row_max);
     default:
-      return ScoresTile<6>(q, d, panel, scores, scores_stride);
+      return ScoresTile<6>(q, d, panel, scores, scores_stride, row_max);
   }
 }
 
@@ -158,15 +165,15 @@ void OutputPanel(int64_t v, int64_t rows, const float* p, int64_t p_stride, cons
   }
 }
 
-// One row of a chunk's scores becomes exp(score - new running max); returns their sum and
-// updates the running max. *rescale gets exp(old max - new max), the factor for what was
-// accumulated before (0 on the first chunk).
-__attribute__((target("avx2,fma"))) float ExpRowOnline(float* row, int64_t width, float* max,
-                                                       float* rescale) {
-  const float new_max = std::max(*max, RowMax(row, width));
-  *rescale = std::exp(*max - new_max);  // exp(-inf) = 0 on the first chunk
+// One row of a chunk's scores (log2 units) becomes 2^(score - new running max), given the chunk's
+// largest score; returns their sum and updates the running max. *rescale gets
+// 2^(old max - new max), the factor for what was accumulated before (0 on the first chunk).
+__attribute__((target("avx2,fma"))) float Exp2RowOnline(float* row, int64_t width, float chunk_max,
+                                                        float* max, float* rescale) {
+  const float new_max = std::max(*max, chunk_max);
+  *rescale = std::exp2(*max - new_max);  // exp2(-inf) = 0 on the first chunk
   *max = new_max;
-  return ExpShiftedInPlace(row, width, new_max);
+  return Exp2ShiftedInPlace(row, width, new_max);
 }
 
 }  // namespace
@@ -210,13 +217,16 @@ void HeadAttentionKernel::Attend(const float* q, int64_t q_stride, int64_t rows,
   float* q_block = q_block_.Reserve(kBlockRows * d);
   float* scores = scores_.Reserve(kBlockRows * chunk);
   float* acc = acc_.Reserve(kBlockRows * dv_padded_);
+  // Scores in log2 units, so that the softmax's exponentials are powers of two.
+  const float log2_scale = scale * 1.44269504088896341f;  // log2(e)
   float max[kBlockRows];
   float sum[kBlockRows];
+  float chunk_max[kBlockRows];
   for (int64_t r0 = 0; r0 < rows; r0 += kBlockRows) {
     const int64_t block = std::min(kBlockRows, rows - r0);
     for (int64_t r = 0; r < block; ++r) {
       const float* src = q + (r0 + r) * q_stride;
-      for (int64_t i = 0; i < d; ++i) q_block[r * d + i] = src[i] * scale;
+      for (int64_t i = 0; i < d; ++i) q_block[r * d + i] = src[i] * log2_scale;
       max[r] = -std::numeric_limits<float>::infinity();
       sum[r] = 0.0f;
     }
@@ -225,16 +235,26 @@ void HeadAttentionKernel::Attend(const float* q, int64_t q_stride, int64_t rows,
       const int64_t width = std::min(chunk, keys_ - c0);
       // Scores of the chunk; a partial last panel scores its zero padding too, which is never
       // read below.
+      std::fill(chunk_max, chunk_max + block, -std::numeric_limits<float>::infinity());
       for (int64_t p = 0; p * 16 < width; ++p) {
         const float* panel = k_panels_.data() + (c0 / 16 + p) * d * 16;
+        // A partial last panel's padding scores must not count towards the maximum.
+        const bool whole = (p + 1) * 16 <= width;
         for (int64_t g = 0; g < block; g += kTileRows) {
           ScoresRows(std::min(kTileRows, block - g), q_block + g * d, d, panel,
-                     scores + g * chunk + p * 16, chunk);
+                     scores + g * chunk + p * 16, chunk, whole ? chunk_max + g : nullptr);
+        }
+        if (!whole) {
+          for (int64_t r = 0; r < block; ++r) {
+            const float* row = scores + r * chunk;
+            for (int64_t j = p * 16; j < width; ++j) chunk_max[r] = std::max(chunk_max[r], row[j]);
+          }
         }
       }
       for (int64_t r = 0; r < block; ++r) {
         float rescale = 0.0f;
-        const float chunk_sum = ExpRowOnline(scores + r * chunk, width, &max[r], &rescale);
+        const float chunk_sum =
+            Exp2RowOnline(scores + r * chunk, width, chunk_max[r], &max[r], &rescale);
         sum[r] = sum[r] * rescale + chunk_sum;
         if (rescale != 1.0f) {
           float* row = acc + r * dv_padded_;
