@@ -103,10 +103,19 @@ at::Tensor ParallelAttention(const at::Tensor& q, const at::Tensor& k, const at:
   }
   const int64_t lq = q.size(-2);
   const int64_t row_parts = std::min(lq, entries >= blocks ? 1 : (blocks + entries - 1) / entries);
-  std::vector<int64_t> out_shape = batch_shape;
-  out_shape.push_back(lq);
-  out_shape.push_back(v.size(-1));
-  at::Tensor out = torch::empty(out_shape, v.options());
+  // [B, H, Lq, Dv] as a view of [B, Lq, H, Dv] memory: the caller's MergeHeads (transpose(1, 2),
+  // reshape to [B, Lq, H * Dv]) then needs no copy, which took ~1% of a UNet step. Every path
+  // below writes rows through strides.
+  at::Tensor out;
+  if (batch_dims == 2) {
+    out = torch::empty({batch_shape[0], lq, batch_shape[1], v.size(-1)}, v.options())
+              .permute({0, 2, 1, 3});
+  } else {
+    std::vector<int64_t> out_shape = batch_shape;
+    out_shape.push_back(lq);
+    out_shape.push_back(v.size(-1));
+    out = torch::empty(out_shape, v.options());
+  }
   const double scale = Scale(q, options);
   // Each thread walks its queries in blocks whose scores stay in cache (~2 MiB, at most 256 rows):
   // at a 64x64 latent one head's 4096 x 4096 scores are 64 MiB, and writing them out, reading them

@@ -42,7 +42,9 @@ struct AttentionCoreOptions {
 // q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Dv] -> [B, H, Lq, Dv]. Leading dims may be any
 // broadcast-compatible batch dims (at least one). `mask` (optional) broadcasts to
 // [B, H, Lq, Lk]: bool (true = attend) or floating (added to the scores, e.g. 0 / -inf).
-// Half and bfloat16 inputs take the softmax in float32. Picks the path from `options`.
+// Half and bfloat16 inputs take the softmax in float32. Picks the path from `options`. With four
+// dims the parallel path returns a view of [B, Lq, H, Dv] memory, so that MergeHeads copies
+// nothing: use reshape, not view, on the result.
 at::Tensor ScaledDotProductAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                      const std::optional<at::Tensor>& mask = std::nullopt,
                                      const AttentionCoreOptions& options = {});
