@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 
+#include "services/models/nn/avx2_exp.h"
 #include "tests/support/tensor_compare.h"
 
 namespace imginterp::nn {
@@ -151,6 +152,50 @@ TEST_F(HeadAttentionKernelTest, QueryRowsInPiecesMatchOneCall) {
                 40);
   EXPECT_EQ(MaxAbsDiff(pieces, whole), 0.0);
 }
+
+// Every score far below zero, with a partial last panel of keys (77 = 4 x 16 + 13): the zero
+// scores of that panel's padding must not count as the row maximum, or every probability would
+// sink to the exponential's floor and the output become the plain mean of the values.
+TEST_F(HeadAttentionKernelTest, PaddingScoresDoNotCountTowardsTheMaximum) {
+  HeadAttentionKernel kernel;
+  const auto q = torch::ones({5, 8});
+  const auto k = -(50 + 0.1 * torch::arange(77, torch::kFloat)).unsqueeze(1).expand({77, 8});
+  const auto v = StridedRows(77, 8, 8);
+  const auto keys = k.contiguous();
+  const auto actual = Run(kernel, q, keys, v, 1.0, 8);
+  const auto expected = Float64Reference(q, keys, v, 1.0).to(torch::kFloat);
+  EXPECT_LE(MaxAbsDiff(actual, expected), Tolerance(q, keys, v, 1.0));
+  EXPECT_GT(MaxAbsDiff(expected, v.mean(0).expand({5, 8})), 0.1) << "the case cannot tell";
+}
+
+#ifdef IMGINTERP_HAS_AVX2_EXP
+__attribute__((target("avx2,fma"))) void Exp2OfEight(const float* x, float* out) {
+  _mm256_storeu_ps(out, Exp2_8(_mm256_loadu_ps(x)));
+}
+
+// The kernel's softmax takes 2^x (scores in log2 units) by a degree-5 polynomial: within 3e-7
+// relative of exp2 in long double from the clamp up to 2^10, and clamped below -125.
+TEST(Exp2Of8Floats, MatchesExp2WithinThreeTenthsOfAMillionth) {
+  if (!HeadAttentionKernel::Supported()) GTEST_SKIP() << "no AVX2/FMA on this CPU";
+  double worst = 0;
+  float x[8], out[8];
+  for (int i = 0; i < 135 * 1000; i += 8) {
+    for (int lane = 0; lane < 8; ++lane) x[lane] = -125.0f + (i + lane) * 1e-3f;
+    Exp2OfEight(x, out);
+    for (int lane = 0; lane < 8; ++lane) {
+      const long double exact = std::exp2(static_cast<long double>(x[lane]));
+      worst = std::max(worst, static_cast<double>(std::fabs(out[lane] - exact) / exact));
+    }
+  }
+  EXPECT_LE(worst, 3e-7);
+  std::ostringstream recorded;
+  recorded << worst;
+  RecordProperty("max_relative_error", recorded.str());
+  std::fill(x, x + 8, -1000.0f);
+  Exp2OfEight(x, out);
+  for (float value : out) EXPECT_FLOAT_EQ(value, std::exp2(kMinExp2Argument));
+}
+#endif
 
 }  // namespace
 }  // namespace imginterp::nn
